@@ -1,0 +1,257 @@
+"""GenerationConfig: the validated configuration of one dataset (data + filter fields).
+
+Validation is strict by design: an unknown field, a wrong type or a value out of range raises
+``ConfigError`` naming the field; nothing is coerced (0 stays 0, "3" is not 3, True is not 1).
+Integers are accepted for float fields because JSON does not tell 145 from 145.0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from . import defaults as D
+from .defaults import PARAMS_BY_NAME, Param
+
+
+class ConfigError(ValueError):
+    """A request field is unknown, of the wrong type or out of range. ``field`` names it."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+def _range_text(p: Param) -> str:
+    lo = "(" if p.lo_open else "["
+    return f"{lo}{p.lo:g}, {p.hi:g}]"
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a real finite number (bool, text,
+    NaN, inf, or an integer too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _check_number(name: str, value: Any, p: Param, integer: bool) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if not integer else int):
+        want = "an integer" if integer else "a number"
+        raise ConfigError(name, f"must be {want}, got {type(value).__name__} {value!r}")
+    if not integer and _finite(value) is None:
+        raise ConfigError(name, f"must be a finite number in {_range_text(p)}, got {value!r}")
+    if p.lo is not None:
+        too_low = value <= p.lo if p.lo_open else value < p.lo
+        if too_low or value > p.hi:
+            raise ConfigError(name, f"{value!r} is out of range {_range_text(p)}")
+    return value if integer else float(value)
+
+
+def _check_dist(name: str, value: Any, p: Param) -> dict:
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, f"must be an object mapping {list(p.choices)} to shares")
+    unknown = sorted(set(value) - set(p.choices), key=str)
+    if unknown:
+        raise ConfigError(name, f"unknown antenna type(s) {unknown}; allowed {list(p.choices)}")
+    out = {}
+    for k in p.choices:
+        share = _finite(value.get(k, 0.0))
+        if share is None or not 0.0 <= share <= 1.0:
+            raise ConfigError(name, f"share of {k!r} must be a number in [0, 1], "
+                                    f"got {value.get(k)!r}")
+        out[k] = share
+    total = sum(out.values())
+    if abs(total - 1.0) > 1e-9:
+        raise ConfigError(name, f"shares must sum to 1, they sum to {total:.6g}")
+    return out
+
+
+def _check_receivers(name: str, value: Any, p: Param) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(name, "must be a list of {name, lat, lon, alt_m}")
+    if not p.lo <= len(value) <= p.hi:
+        raise ConfigError(name, f"needs {p.lo:g} to {p.hi:g} receivers, got {len(value)}")
+    out, seen = [], set()
+    limits = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "alt_m": (-500.0, 9000.0)}
+    for i, rx in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(rx, Mapping):
+            raise ConfigError(where, "must be an object {name, lat, lon, alt_m}")
+        extra = sorted(set(rx) - {"name", *limits}, key=str)
+        if extra:
+            raise ConfigError(f"{where}.{extra[0]}", "unknown field; allowed name, lat, lon, alt_m")
+        rx_name = rx.get("name")
+        if not isinstance(rx_name, str) or not 1 <= len(rx_name) <= 100:
+            raise ConfigError(f"{where}.name", "must be text of 1 to 100 characters")
+        if rx_name in seen:
+            raise ConfigError(f"{where}.name", f"duplicate receiver name {rx_name!r}")
+        seen.add(rx_name)
+        item = {"name": rx_name}
+        for key, (lo, hi) in limits.items():
+            if key not in rx:
+                raise ConfigError(f"{where}.{key}", "is required")
+            v = _finite(rx[key])
+            if v is None or not lo <= v <= hi:
+                raise ConfigError(f"{where}.{key}",
+                                  f"must be a number in [{lo:g}, {hi:g}], got {rx[key]!r}")
+            item[key] = v
+        out.append(MappingProxyType(item))
+    return tuple(out)
+
+
+_UUID_RE = re.compile(r"(?:urn:uuid:)?(\{)?[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\2[0-9a-fA-F]{4}"
+                      r"\2[0-9a-fA-F]{4}\2[0-9a-fA-F]{12}(?(1)\})")
+
+
+def check_value(name: str, value: Any) -> Any:
+    """Validate one field against the parameter table; return it in canonical form."""
+    p = PARAMS_BY_NAME.get(name)
+    if p is None:
+        raise ConfigError(name, "unknown field")
+    if value is None:
+        if p.nullable:
+            return None
+        raise ConfigError(name, "must not be null")
+    if p.kind == "int":
+        return _check_number(name, value, p, integer=True)
+    if p.kind == "float":
+        return _check_number(name, value, p, integer=False)
+    if p.kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(name, f"must be true or false, got {value!r}")
+        return value
+    if p.kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(name, f"must be text, got {type(value).__name__}")
+        if not p.lo <= len(value) <= p.hi:
+            raise ConfigError(name, f"must be {p.lo:g} to {p.hi:g} characters long")
+        return value
+    if p.kind == "choice":
+        if value not in p.choices or not isinstance(value, str):
+            raise ConfigError(name, f"must be one of {list(p.choices)}, got {value!r}")
+        return value
+    if p.kind == "uuid":
+        # The standard spellings only (8-4-4-4-12 hex, 32 hex, braces, urn:uuid:): uuid.UUID
+        # would also take signs, spaces and underscores and quietly make another id of them.
+        if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
+            raise ConfigError(name, f"must be a UUID (8-4-4-4-12 hex digits), got {value!r}")
+        return str(uuid.UUID(value))
+    if p.kind == "dist":
+        return MappingProxyType(_check_dist(name, value, p))
+    if p.kind == "receivers":
+        return _check_receivers(name, value, p)
+    raise AssertionError(p.kind)  # pragma: no cover - the table only uses the kinds above
+
+
+CONFIG_FIELDS = D.names("data", "filter")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Every field that shapes the samples or filters them, with SPEC 3 defaults."""
+
+    dataset_type: str
+    frequency_mhz: float
+    tx_power_dbm: float
+    receivers: tuple
+    use_random_receivers: bool
+    min_receivers_count: int
+    max_receivers_count: int
+    receiver_placement: str
+    area_lat_min: float
+    area_lat_max: float
+    area_lon_min: float
+    area_lon_max: float
+    inside_ratio: float
+    margin_deg: float
+    tx_altitude_m: float
+    noise_floor_dbm: float
+    bandwidth_hz: float
+    num_chunks: int
+    enable_diffraction: bool
+    enable_terrain: bool
+    enable_antenna_patterns: bool
+    enable_polarization: bool
+    enable_meteorological: bool
+    enable_sporadic_e: bool
+    tx_antenna_dist: Mapping
+    rx_antenna_dist: Mapping
+    min_snr_db: float
+    min_receivers: int
+    max_gdop: float
+    max_crb_m: float | None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides: Any) -> "GenerationConfig":
+        """Validate ``d`` (plus keyword overrides); missing fields take the table's defaults."""
+        if d is not None and not isinstance(d, Mapping):
+            raise ConfigError(None, "configuration must be an object")
+        given = {**(d or {}), **overrides}
+        unknown = sorted(set(given) - set(CONFIG_FIELDS), key=str)
+        if unknown:
+            raise ConfigError(str(unknown[0]), "unknown field")
+        values = {}
+        for name in CONFIG_FIELDS:
+            p = PARAMS_BY_NAME[name]
+            if name in given:
+                values[name] = check_value(name, given[name])
+            elif name == "max_gdop":
+                values[name] = None  # resolved below: it depends on use_random_receivers
+            else:
+                values[name] = check_value(name, p.default) if p.default is not None else None
+        if values["max_gdop"] is None:
+            values["max_gdop"] = (D.MAX_GDOP_RANDOM if values["use_random_receivers"]
+                                  else D.MAX_GDOP_FIXED)
+        _check_relations(values)
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict; ``from_dict(to_dict())`` gives an equal config."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "receivers":
+                v = [dict(rx) for rx in v]
+            elif isinstance(v, Mapping):
+                v = dict(v)
+            out[f.name] = v
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace(self, **changes: Any) -> "GenerationConfig":
+        """A validated copy with some fields changed. Unchanged fields keep their resolved
+        values: max_gdop stays what it is when only use_random_receivers changes."""
+        return GenerationConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def max_receivers(self) -> int:
+        """Width of the per-receiver arrays: the most receivers one attempt can have."""
+        return self.max_receivers_count if self.use_random_receivers else len(self.receivers)
+
+
+def _check_relations(v: dict) -> None:
+    if v["min_receivers_count"] > v["max_receivers_count"]:
+        raise ConfigError("min_receivers_count",
+                          f"{v['min_receivers_count']} is greater than max_receivers_count "
+                          f"{v['max_receivers_count']}")
+    if v["area_lat_min"] >= v["area_lat_max"]:
+        raise ConfigError("area_lat_min", "must be less than area_lat_max")
+    if v["area_lon_min"] >= v["area_lon_max"]:
+        raise ConfigError("area_lon_min", "must be less than area_lon_max")
+    n_rx = v["max_receivers_count"] if v["use_random_receivers"] else len(v["receivers"])
+    if v["min_receivers"] > n_rx:
+        raise ConfigError("min_receivers", f"{v['min_receivers']} is more than the "
+                          f"{n_rx} receivers an attempt can have")

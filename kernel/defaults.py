@@ -1,0 +1,146 @@
+"""The one table of parameters: names, types, ranges, defaults and meaning (SPEC section 3).
+
+Everything that accepts a request (``GenerationConfig``, the dataset API, the CLI, the HTTP
+service and the docs generator) reads this table; nothing else in the project spells a default.
+
+Scopes say who owns a field:
+  ``data``   shapes the samples; an expansion must not change it (SPEC 8);
+  ``filter`` decides which attempts are kept; an expansion may change it for one job;
+  ``job``    a per-job execution knob, recorded on the job;
+  ``request`` identifies the request itself (name, target, dataset to expand).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: Default receiver network: seven WebSDR stations in north-west Italy (name, lat N, lon E, alt m).
+DEFAULT_RECEIVERS = (
+    {"name": "Aquila di Giaveno", "lat": 45.030, "lon": 7.270, "alt_m": 600.0},
+    {"name": "Montanaro", "lat": 45.234, "lon": 7.857, "alt_m": 300.0},
+    {"name": "Torino", "lat": 45.044, "lon": 7.672, "alt_m": 250.0},
+    {"name": "Coazze", "lat": 45.048, "lon": 7.238, "alt_m": 700.0},
+    {"name": "Passo del Giovi", "lat": 44.561, "lon": 8.956, "alt_m": 480.0},
+    {"name": "Genova", "lat": 44.395, "lon": 8.956, "alt_m": 100.0},
+    {"name": "Milano - Baggio", "lat": 45.478, "lon": 9.123, "alt_m": 120.0},
+)
+
+TX_ANTENNAS = ("whip", "rubber_duck", "portable_directional")
+RX_ANTENNAS = ("omni_vertical", "yagi", "log_periodic", "collinear")
+DATASET_TYPES = ("feature_based",)  # "iq_raw" arrives with its own issue
+RECEIVER_PLACEMENTS = ("random", "hexagonal")
+
+MAX_SAMPLES = 100_000_000
+MAX_SEED = 2**63 - 1
+MAX_FIXED_RECEIVERS = 64
+MAX_RANDOM_RECEIVERS = 15
+MAX_CHUNKS = 32
+
+#: max_gdop is 150 for a fixed network and 200 when receivers are drawn per attempt.
+MAX_GDOP_FIXED = 150.0
+MAX_GDOP_RANDOM = 200.0
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # int, float, bool, str, choice, uuid, receivers, dist
+    default: Any
+    scope: str  # data, filter, job, request
+    doc: str
+    lo: float | None = None  # inclusive unless lo_open
+    hi: float | None = None
+    lo_open: bool = False
+    nullable: bool = False
+    choices: tuple = ()
+    required: bool = False
+
+
+def _p(*args, **kw) -> Param:
+    return Param(*args, **kw)
+
+
+PARAMETERS: tuple[Param, ...] = (
+    # request
+    _p("name", "str", None, "request", "dataset name, unique; required for a new dataset",
+       lo=1, hi=100),
+    _p("description", "str", None, "request", "free text", nullable=True, lo=0, hi=10_000),
+    _p("num_samples", "int", None, "request", "NEW valid samples wanted", lo=1, hi=MAX_SAMPLES,
+       required=True),
+    _p("expand_dataset_id", "uuid", None, "request", "expand this dataset", nullable=True),
+    _p("allow_parameter_override", "bool", False, "request",
+       "let an expansion change data-defining fields (recorded on the job)"),
+    _p("seed", "int", None, "request", "dataset seed; random and stored when absent",
+       lo=0, hi=MAX_SEED, nullable=True),
+    # data
+    _p("dataset_type", "choice", "feature_based", "data", "kind of sample stored",
+       choices=DATASET_TYPES),
+    _p("frequency_mhz", "float", 145.0, "data", "carrier frequency (MHz)", lo=1, hi=6000),
+    _p("tx_power_dbm", "float", 37.0, "data", "nominal transmitter power (dBm)", lo=-30, hi=60),
+    _p("receivers", "receivers", DEFAULT_RECEIVERS, "data",
+       "fixed receiver network: list of {name, lat, lon, alt_m}", lo=3, hi=MAX_FIXED_RECEIVERS),
+    _p("use_random_receivers", "bool", False, "data", "draw a new receiver set every attempt"),
+    _p("min_receivers_count", "int", 5, "data", "receivers per attempt when random",
+       lo=3, hi=MAX_RANDOM_RECEIVERS),
+    _p("max_receivers_count", "int", 10, "data", "receivers per attempt when random",
+       lo=3, hi=MAX_RANDOM_RECEIVERS),
+    _p("receiver_placement", "choice", "hexagonal", "data", "placement of random receivers",
+       choices=RECEIVER_PLACEMENTS),
+    _p("area_lat_min", "float", 44.0, "data", "area for random receivers (deg N)", lo=-90, hi=90),
+    _p("area_lat_max", "float", 46.0, "data", "area for random receivers (deg N)", lo=-90, hi=90),
+    _p("area_lon_min", "float", 7.0, "data", "area for random receivers (deg E)", lo=-180, hi=180),
+    _p("area_lon_max", "float", 10.0, "data", "area for random receivers (deg E)", lo=-180, hi=180),
+    _p("inside_ratio", "float", 0.7, "data", "share of transmitters inside the receivers' box",
+       lo=0, hi=1),
+    _p("margin_deg", "float", 0.5, "data", "widening of the box for the other transmitters",
+       lo=0, hi=10),
+    _p("tx_altitude_m", "float", 300.0, "data", "transmitter altitude above sea level (m)",
+       lo=-500, hi=9000),
+    _p("noise_floor_dbm", "float", -120.0, "data", "receiver noise floor (dBm)", lo=-200, hi=0),
+    _p("bandwidth_hz", "float", 12500.0, "data", "channel bandwidth for the PSD (Hz)",
+       lo=1, hi=1e9),
+    _p("num_chunks", "int", 5, "data", "measurement windows per sample", lo=1, hi=MAX_CHUNKS),
+    _p("enable_diffraction", "bool", True, "data", "smooth-earth knife-edge diffraction"),
+    _p("enable_terrain", "bool", True, "data", "statistical terrain obstruction"),
+    _p("enable_antenna_patterns", "bool", True, "data", "antenna gains and patterns"),
+    _p("enable_polarization", "bool", True, "data", "polarization mismatch loss"),
+    _p("enable_meteorological", "bool", True, "data", "gaseous absorption and troposphere"),
+    _p("enable_sporadic_e", "bool", True, "data", "sporadic-E enhancement (28-225 MHz)"),
+    _p("tx_antenna_dist", "dist", {"whip": 0.90, "rubber_duck": 0.08,
+                                   "portable_directional": 0.02}, "data",
+       "transmitter antenna mix, sums to 1", choices=TX_ANTENNAS),
+    _p("rx_antenna_dist", "dist", {"omni_vertical": 0.70, "yagi": 0.15, "log_periodic": 0.10,
+                                   "collinear": 0.05}, "data",
+       "receiver antenna mix, sums to 1", choices=RX_ANTENNAS),
+    # filters
+    _p("min_snr_db", "float", 3.0, "filter", "a receiver detects when its mean SNR >= this",
+       lo=-20, hi=60),
+    _p("min_receivers", "int", 3, "filter", "detecting receivers needed", lo=2, hi=15),
+    _p("max_gdop", "float", None, "filter",
+       f"geometry filter; default {MAX_GDOP_FIXED:g} ({MAX_GDOP_RANDOM:g} with random receivers)",
+       lo=0, lo_open=True, hi=1e12),
+    _p("max_crb_m", "float", None, "filter", "RSS Cramer-Rao bound filter (m); null is off",
+       lo=0, lo_open=True, hi=1e12, nullable=True),
+    # job
+    _p("use_gpu", "bool", None, "job", "run on a CUDA device; null picks automatically",
+       nullable=True),
+    _p("max_attempts", "int", None, "job", "attempt budget; default 20 x num_samples",
+       lo=1, hi=2**62, nullable=True),
+    _p("max_consecutive_rejections", "int", 10_000, "job",
+       "stall rule: rejected attempts in a row", lo=1, hi=2**62),
+    _p("batch_size", "int", None, "job", "attempts per kernel call; automatic when null",
+       lo=1, hi=10_000_000, nullable=True),
+)
+
+PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
+
+
+def names(*scopes: str) -> tuple[str, ...]:
+    """Field names of the given scopes, in table order."""
+    return tuple(p.name for p in PARAMETERS if p.scope in scopes)
+
+
+#: Numba options set once for every kernel (sgkit style; njit is nopython). No fastmath: +inf is a real value
+#: here (GDOP of a degenerate geometry) and 'ninf' would let LLVM assume it away.
+NUMBA_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}

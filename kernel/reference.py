@@ -1,0 +1,303 @@
+"""The NumPy reference of one attempt: slow, plain, written to be read. The tests hold the
+Numba kernel (kernel.attempt) to it attempt by attempt.
+
+It follows SPEC 4 step by step on whole arrays: axis 0 is the attempt, axis 1 the receiver slot,
+axis 2 the measurement window. It shares with the kernel only what is part of the data contract
+(the draw layout and the constants in kernel.layout); the maths is written independently: the
+hash in NumPy integer arrays, haversine distances and bearing formulas instead of the kernel's
+unit vectors, (a + b x)^2 + (b y)^2 for the Rician power, np.linalg.inv for the geometry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import layout as L
+from .batch import AttemptBatch, antenna_cdf, check_range
+from .config import GenerationConfig
+from .defaults import RX_ANTENNAS, TX_ANTENNAS
+
+U64 = np.uint64
+GOLDEN = U64(0x9E3779B97F4A7C15)
+MIX1, MIX2 = U64(0xBF58476D1CE4E5B9), U64(0x94D049BB133111EB)
+SEED_SALT, DRAW_SALT = U64(0x5DEECE66D1F2A3B7), U64(0x2545F4914F6CDD1D)
+
+
+# ---- random numbers: (seed, attempt, (stream, slot, sub)) -> bits --------------------------
+def mix64(z):
+    z = (z ^ (z >> U64(30))) * MIX1
+    z = (z ^ (z >> U64(27))) * MIX2
+    return z ^ (z >> U64(31))
+
+
+def attempt_keys(seed, attempts):
+    seed_key = mix64(np.array([seed], dtype=U64) ^ SEED_SALT)  # 1-d: arrays wrap silently
+    return mix64(seed_key + attempts * GOLDEN)
+
+
+def slot_keys(keys, stream, slots):
+    """keys (N,) x slots (S,) -> (N, S); a scalar slot gives (N,)."""
+    ids = (U64(stream) << U64(8)) | np.atleast_1d(np.asarray(slots, dtype=U64))
+    salt = mix64(ids * GOLDEN + DRAW_SALT)
+    if not np.ndim(slots):
+        salt = salt[0]
+    return mix64(keys[:, None] ^ salt[None, :] if np.ndim(slots) else keys ^ salt)
+
+
+def bits(skeys, sub):
+    return mix64(skeys + np.asarray(sub, dtype=U64) * GOLDEN + GOLDEN)
+
+
+def uniform(skeys, sub):
+    return ((bits(skeys, sub) >> U64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+
+
+def box_muller(b):
+    """(r, theta) from one word: u1 = high 32 bits (open), u2 = low 32 bits."""
+    u1 = ((b >> U64(32)).astype(np.float64) + 0.5) * 2.0 ** -32
+    u2 = (b & U64(0xFFFFFFFF)).astype(np.float64) * 2.0 ** -32
+    return np.sqrt(-2.0 * np.log(u1)), 2.0 * np.pi * u2
+
+
+def normal(skeys, sub):
+    r, theta = box_muller(bits(skeys, sub))
+    return r * np.cos(theta)
+
+
+# ---- physics ---------------------------------------------------------------------------------
+def knife_edge_db(v):
+    """ITU-R P.526 J(v), 0 at and below v = -0.78."""
+    with np.errstate(invalid="ignore"):
+        j = 6.9 + 20.0 * np.log10(np.sqrt((v - 0.1) ** 2 + 1.0) + v - 0.1)
+    return np.where(v > -0.78, j, 0.0)
+
+
+def earth_bulge_v(d_m, h1, h2, wavelength):
+    re = L.K_FACTOR * L.EARTH_RADIUS_M
+    x = np.clip(d_m / 2.0 - re * (h2 - h1) / d_m, 0.01 * d_m, 0.99 * d_m)
+    bulge = x * (d_m - x) / (2.0 * re)
+    line_of_sight = h1 + (h2 - h1) * x / d_m
+    return (bulge - line_of_sight) * np.sqrt(2.0 * d_m / (wavelength * x * (d_m - x)))
+
+
+def gaseous_db_per_km(f_mhz):
+    f = f_mhz / 1000.0
+    oxygen = (7.2 / (f ** 2 + 0.34) + 0.62 / ((54.0 - f) ** 1.16 + 0.83)) * f ** 2 * 1e-3
+    rho = 7.5
+    water = (0.05 + 0.0021 * rho + 3.6 / ((f - 22.2) ** 2 + 8.5) + 10.6 / ((f - 183.3) ** 2 + 9.0)
+             + 8.9 / ((f - 325.4) ** 2 + 26.3)) * f ** 2 * rho * 1e-4
+    return oxygen + water + 0.01
+
+
+def azimuth_offset(a, b):
+    return np.abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def pattern_db(offset, half_bw, f2b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loss = np.minimum(3.0 * (offset / half_bw) ** 2, f2b)
+    return np.where(half_bw > 0.0, loss, 0.0)
+
+
+def inverse_diagonal(a, ok):
+    """Diagonals of inv(a) for the stacked 3x3 matrices where ok (non-singular); +inf elsewhere."""
+    out = np.full(a.shape[:2], np.inf)
+    det = np.linalg.det(a)
+    diag_product = a[:, 0, 0] * a[:, 1, 1] * a[:, 2, 2]
+    ok = ok & (det > L.SINGULAR_RTOL * diag_product)
+    if ok.any():
+        out[ok] = np.diagonal(np.linalg.inv(a[ok]), axis1=1, axis2=2)
+    return out
+
+
+# ---- the attempt -----------------------------------------------------------------------------
+def run_attempts(config, seed: int, start: int, count: int, threads=None) -> AttemptBatch:
+    """Same contract as kernel.run_attempts (``threads`` is accepted and ignored)."""
+    cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
+    check_range(seed, start, count)
+    N, M, W = count, cfg.max_receivers, cfg.num_chunks
+    slots = np.arange(M)
+    out = AttemptBatch.empty(N, M)
+    out.attempt_index[:] = np.arange(start, start + N)
+    key = attempt_keys(seed, np.arange(start, start + N, dtype=U64))
+    ak = slot_keys(key, L.STREAM_ATTEMPT, 0)
+
+    # 1. Receivers (N, M), NaN beyond each attempt's count.
+    if not cfg.use_random_receivers:
+        net = np.array([[r["lat"], r["lon"], r["alt_m"]] for r in cfg.receivers])
+        n_rx = np.full(N, M)
+        rx_lat, rx_lon, rx_alt = (np.broadcast_to(net[:, k], (N, M)).copy() for k in range(3))
+    else:
+        lo, hi = cfg.min_receivers_count, cfg.max_receivers_count
+        n_rx = np.minimum(lo + np.floor(uniform(ak, L.A_RX_COUNT) * (hi - lo + 1)).astype(int), hi)
+        pk = slot_keys(key, L.STREAM_PLACE, slots)
+        uy, ux = uniform(pk, L.P_Y), uniform(pk, L.P_X)
+        lat0, lat1, lon0, lon1 = cfg.area_lat_min, cfg.area_lat_max, cfg.area_lon_min, cfg.area_lon_max
+        if cfg.receiver_placement == "hexagonal":
+            # Offset rows of a lattice sized so n points fill the area, measured in km with
+            # the longitude scale of the middle latitude; jitter +-10 % of the spacing.
+            coslat = math.cos(math.radians((lat0 + lat1) / 2.0))
+            width = (lon1 - lon0) * L.KM_PER_DEG * coslat
+            height = (lat1 - lat0) * L.KM_PER_DEG
+            spacing = np.sqrt(width * height / (n_rx * (math.sqrt(3.0) / 2.0)))[:, None]
+            cols = np.maximum(1, np.floor(width / spacing + 0.5).astype(int))
+            rows = (n_rx[:, None] + cols - 1) // cols
+            row, col = slots[None, :] // cols, slots[None, :] % cols
+            x = (col + 0.25 + 0.5 * (row % 2)) * width / cols + 0.1 * spacing * (2 * ux - 1)
+            y = (row + 0.5) * height / rows + 0.1 * spacing * (2 * uy - 1)
+            rx_lat, rx_lon = lat0 + y / L.KM_PER_DEG, lon0 + x / (L.KM_PER_DEG * coslat)
+        else:
+            rx_lat, rx_lon = lat0 + (lat1 - lat0) * uy, lon0 + (lon1 - lon0) * ux
+        rx_alt = 50.0 + 750.0 * uniform(pk, L.P_ALT)
+    present_slot = slots[None, :] < n_rx[:, None]
+    for arr in (rx_lat, rx_lon, rx_alt):
+        arr[~present_slot] = np.nan
+
+    # 2. Transmitter.
+    margin = np.where(uniform(ak, L.A_INSIDE) < cfg.inside_ratio, 0.0, cfg.margin_deg)
+    lat_lo, lat_hi = np.nanmin(rx_lat, axis=1) - margin, np.nanmax(rx_lat, axis=1) + margin
+    lon_lo, lon_hi = np.nanmin(rx_lon, axis=1) - margin, np.nanmax(rx_lon, axis=1) + margin
+    tx_lat = lat_lo + (lat_hi - lat_lo) * uniform(ak, L.A_TX_LAT)
+    tx_lon = lon_lo + (lon_hi - lon_lo) * uniform(ak, L.A_TX_LON)
+    tx_alt = cfg.tx_altitude_m
+    on = uniform(ak, L.A_ON) < 0.8 + 0.2 * uniform(ak, L.A_DUTY)
+    q = 0.3 + 0.65 * uniform(ak, L.A_QUALITY)
+    p_eff = cfg.tx_power_dbm + np.clip((2.0 * (1.0 - q) + 0.3) * normal(ak, L.A_JITTER), -3, 3)
+    tx_tab = np.array(L.TX_ANTENNA_TABLE)
+    t_type = np.searchsorted(antenna_cdf(cfg.tx_antenna_dist, TX_ANTENNAS)[:-1],
+                             uniform(ak, L.A_TX_ANT), side="right")
+    t = tx_tab[t_type]
+    t_gain = t[:, 0] + (t[:, 1] - t[:, 0]) * uniform(ak, L.A_TX_GAIN)
+    t_az = 360.0 * uniform(ak, L.A_TX_AZ)
+    t_hbw = (t[:, 2] + (t[:, 3] - t[:, 2]) * uniform(ak, L.A_TX_BW)) / 2.0
+    t_f2b = t[:, 4] + (t[:, 5] - t[:, 4]) * uniform(ak, L.A_TX_F2B)
+    t_horiz = (t_hbw > 0) & (uniform(ak, L.A_TX_POL) < L.P_HORIZONTAL_DIRECTIONAL)
+    osc = -50.0 + 100.0 * uniform(ak, L.A_OSC)
+    sigma = 3.0 + 3.0 * uniform(ak, L.A_SHADOW_SIGMA)
+
+    # 3. Each link (N, M).
+    lk = slot_keys(key, L.STREAM_LINK, slots)
+    p1, p2 = np.radians(tx_lat)[:, None], np.radians(rx_lat)
+    dlon = np.radians(rx_lon) - np.radians(tx_lon)[:, None]
+    hav = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
+    d_m = 2.0 * L.EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(hav, 0.0, 1.0)))
+    d_km = d_m / 1000.0
+    bearing = np.degrees(np.arctan2(np.sin(dlon) * np.cos(p2),
+                                    np.cos(p1) * np.sin(p2) - np.sin(p1) * np.cos(p2) * np.cos(dlon)))
+    back = np.degrees(np.arctan2(-np.sin(dlon) * np.cos(p1),
+                                 np.cos(p2) * np.sin(p1) - np.sin(p2) * np.cos(p1) * np.cos(dlon)))
+    ue = np.where(d_m > 0, np.sin(np.radians(bearing)), 0.0)
+    un = np.where(d_m > 0, np.cos(np.radians(bearing)), 0.0)
+
+    fspl = 20 * np.log10(np.maximum(d_km, L.MIN_PATH_KM)) + 20 * np.log10(cfg.frequency_mhz) + 32.44
+    wavelength = L.SPEED_OF_LIGHT / (cfg.frequency_mhz * 1e6)
+    with np.errstate(invalid="ignore"):
+        v = earth_bulge_v(np.maximum(d_km, L.MIN_PATH_KM) * 1000.0, tx_alt, rx_alt, wavelength)
+    diff = knife_edge_db(v) if cfg.enable_diffraction else np.zeros_like(d_km)
+    blocked = uniform(lk, L.L_BLOCKED) < np.minimum(0.05 + d_km / 1000.0, 0.20)
+    terrain = np.where(blocked & cfg.enable_terrain, 10.0 + 20.0 * uniform(lk, L.L_TERRAIN), 0.0)
+    clutter = 5.0 + 10.0 * uniform(lk, L.L_CLUTTER)
+    r, theta = box_muller(bits(lk, L.L_SHADOW))
+    shadow = sigma[:, None] * r * np.cos(theta)
+    freq_err = L.RX_FREQ_ERROR_HZ * r * np.sin(theta)
+    rx_tab = np.array(L.RX_ANTENNA_TABLE)
+    r_type = np.searchsorted(antenna_cdf(cfg.rx_antenna_dist, RX_ANTENNAS)[:-1],
+                             uniform(lk, L.L_RX_ANT), side="right")
+    rt = rx_tab[r_type]  # (N, M, 6)
+    directional = rt[..., 3] > 0
+    if cfg.enable_antenna_patterns:
+        r_hbw = (rt[..., 2] + (rt[..., 3] - rt[..., 2]) * uniform(lk, L.L_RX_BW)) / 2.0
+        r_f2b = rt[..., 4] + (rt[..., 5] - rt[..., 4]) * uniform(lk, L.L_RX_F2B)
+        g_rx = (rt[..., 0] + (rt[..., 1] - rt[..., 0]) * uniform(lk, L.L_RX_GAIN)
+                - pattern_db(azimuth_offset(back, 360.0 * uniform(lk, L.L_RX_AZ)), r_hbw, r_f2b))
+        g_tx = t_gain[:, None] - pattern_db(azimuth_offset(bearing, t_az[:, None]),
+                                            t_hbw[:, None], t_f2b[:, None])
+    else:
+        g_rx = g_tx = np.zeros_like(d_km)
+    if cfg.enable_polarization:
+        r_horiz = directional & (uniform(lk, L.L_RX_POL) < L.P_HORIZONTAL_DIRECTIONAL)
+        u_pol = uniform(lk, L.L_POL_LOSS)
+        pol = np.where(r_horiz != t_horiz[:, None], 10.0 + 5.0 * u_pol, 0.5 * u_pol)
+    else:
+        pol = np.zeros_like(d_km)
+    if cfg.enable_meteorological:
+        absorb = gaseous_db_per_km(cfg.frequency_mhz) * d_km
+        tropo = L.TROPO_MAX_DB * np.minimum(d_km / 100.0, 1.0) * (2 * uniform(lk, L.L_TROPO) - 1)
+    else:
+        absorb = tropo = np.zeros_like(d_km)
+    es_possible = (cfg.enable_sporadic_e and L.ES_F_MIN_MHZ <= cfg.frequency_mhz <= L.ES_F_MAX_MHZ)
+    es_on = es_possible & (d_km >= L.ES_D_MIN_KM) & (d_km <= L.ES_D_MAX_KM) & (
+        uniform(lk, L.L_ES) < L.ES_PROBABILITY)
+    es = np.where(es_on, L.ES_GAIN_LO + (L.ES_GAIN_HI - L.ES_GAIN_LO) * uniform(lk, L.L_ES_GAIN), 0.0)
+    p_base = (p_eff[:, None] + g_tx + g_rx - fspl - diff - clutter - terrain - absorb + tropo + es
+              - pol)
+
+    # Fast fading per window (N, M, W): Rician (K 6-10 dB) within 50 km, Rayleigh beyond.
+    rician = d_km <= L.RICIAN_MAX_KM
+    k_lin = np.where(rician, 10.0 ** ((6.0 + 4.0 * uniform(lk, L.L_RICE_K)) / 10.0), 0.0)
+    a = np.sqrt(k_lin / (k_lin + 1.0))[..., None]
+    b = np.sqrt(0.5 / (k_lin + 1.0))[..., None]
+    r, theta = box_muller(bits(lk[..., None], L.L_FADING0 + np.arange(W)))
+    x, y = r * np.cos(theta), r * np.sin(theta)
+    power = np.where(rician[..., None], (a + b * x) ** 2 + (b * y) ** 2, r * r / 2.0)
+    sf = np.clip(shadow[..., None] + 10.0 * np.log10(np.maximum(power, L.FADING_FLOOR)), -15, 5)
+    rssi_w = p_base[..., None] + sf
+    off = ~on[:, None]
+    noise = cfg.noise_floor_dbm
+    rssi = np.where(off, noise, rssi_w.mean(axis=2))
+    snr = rssi - noise
+    detected = on[:, None] & (snr >= cfg.min_snr_db) & present_slot
+
+    # 4. Geometry of the detecting receivers.
+    n_det = detected.sum(axis=1)
+    h = np.stack([ue, un, np.ones_like(ue)], axis=2) * detected[..., None]
+    q = inverse_diagonal(np.einsum("nmi,nmj->nij", h, h), n_det >= 3)
+    gdop, hdop = np.sqrt(q.sum(axis=1)), np.sqrt(q[:, 0] + q[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.stack([L.RSS_C * ue / d_m, L.RSS_C * un / d_m, np.ones_like(ue)], axis=2)
+    g = np.where(detected[..., None], g, 0.0)
+    j_inv = inverse_diagonal(np.einsum("nmi,nmj->nij", g, g), n_det >= 3)
+    crb = sigma * np.sqrt(j_inv[:, 0] + j_inv[:, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_snr = np.where(detected, snr, 0.0).sum(axis=1) / n_det
+    mean_snr[n_det == 0] = np.nan
+
+    # 5. Validation, first failure wins.
+    max_crb = math.inf if cfg.max_crb_m is None else cfg.max_crb_m
+    reason = np.select(
+        [~on, n_det < cfg.min_receivers, mean_snr < cfg.min_snr_db, gdop > cfg.max_gdop,
+         crb > max_crb],
+        [L.R_TX_OFF, L.R_MIN_RECEIVERS, L.R_MIN_SNR, L.R_GDOP, L.R_CRB], L.ACCEPTED)
+
+    # Outputs, with the kernel's conventions for padding and off transmitters.
+    out.valid[:] = reason == L.ACCEPTED
+    out.reject_reason[:] = reason
+    out.n_receivers[:] = n_rx
+    out.n_detected[:] = n_det
+    out.tx_antenna[:] = t_type
+    sc = out.scalars
+    sc[:, L.F_TX_LAT], sc[:, L.F_TX_LON], sc[:, L.F_TX_ALT] = tx_lat, tx_lon, tx_alt
+    sc[:, L.F_P_NOMINAL], sc[:, L.F_P_EFFECTIVE] = cfg.tx_power_dbm, p_eff
+    sc[:, L.F_TX_OFFSET], sc[:, L.F_SIGMA] = osc, sigma
+    sc[:, L.F_MEAN_SNR], sc[:, L.F_GDOP], sc[:, L.F_HDOP], sc[:, L.F_CRB] = mean_snr, gdop, hdop, crb
+    sc[:, L.F_CONFIDENCE] = np.where(n_det > 0, np.clip(mean_snr / L.CONFIDENCE_FULL_SNR_DB, 0, 1), 0)
+    budget = {L.R_FSPL: fspl, L.R_DIFF: diff, L.R_TERRAIN: terrain, L.R_CLUTTER: clutter,
+              L.R_SHADOW: shadow, L.R_ABSORB: absorb, L.R_TROPO: tropo, L.R_ES: es,
+              L.R_POL: pol, L.R_GTX: g_tx, L.R_GRX: g_rx}
+    columns = {
+        L.R_LAT: rx_lat, L.R_LON: rx_lon, L.R_ALT: rx_alt, L.R_DIST: d_km, L.R_RSSI: rssi,
+        L.R_RSSI_STD: np.where(off, 0.0, rssi_w.std(axis=2)),
+        L.R_RSSI_MIN: np.where(off, noise, rssi_w.min(axis=2)),
+        L.R_RSSI_MAX: np.where(off, noise, rssi_w.max(axis=2)),
+        L.R_SNR: snr, L.R_NOISE: np.full_like(d_km, noise), L.R_PSD: rssi - 10 * np.log10(cfg.bandwidth_hz),
+        L.R_FOFF: np.where(off, np.nan, osc[:, None] + freq_err),
+        **{k: np.where(off, np.nan, v) for k, v in budget.items()},
+    }
+    for k, col in columns.items():
+        out.rx[:, :, k] = np.where(present_slot, col, np.nan)
+    out.rx_id[:] = np.where(present_slot, slots[None, :], -1)
+    out.signal_present[:] = detected
+    out.rx_antenna[:] = np.where(present_slot & on[:, None], r_type, -1)
+    return out
