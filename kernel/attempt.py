@@ -20,7 +20,7 @@ import numpy as np
 from . import layout as L
 from .jit import njit
 from .physics import (diffraction_loss_db, fspl_db, inv3_sym_diag, pattern_loss_db)
-from .rng import attempt_key, box_muller_pair, box_muller_parts, box_muller_r2, draw_bits, normal, slot_key, uniform
+from .rng import PHASE, attempt_key, exponential, normal, slot_key, uniform
 
 # fp: float parameters
 (FP_FREQ, FP_TX_POWER, FP_MIN_SNR, FP_MAX_GDOP, FP_MAX_CRB, FP_INSIDE, FP_MARGIN, FP_TX_ALT,
@@ -98,10 +98,9 @@ def window_fading(lk, d_km, shadow, chunks):
     """Shadowing + fast fading of each measurement window, clipped to [-15, +5] dB.
 
     Returns (mean, standard deviation, min, max) over the windows; the sums are taken about the
-    first window so the variance does not cancel. Rician within RICIAN_MAX_KM:
-    |h|^2 = (a + b x)^2 + (b y)^2 with (x, y) ~ N(0, I), a^2 = K/(K+1), b^2 = 1/(2(K+1)), so the
-    mean power is 1; expanded as a^2 + 2 a b r cos(t) + b^2 r^2 so only the cosine is needed.
-    Rayleigh beyond: |h|^2 = r^2 / 2, an exponential of mean 1.
+    first window so the variance does not cancel. Rician within RICIAN_MAX_KM: power
+    (a + b x)^2 + (b y)^2 with x, y ~ N(0, 1), a^2 = K/(K+1), b^2 = 1/(2(K+1)), so the mean
+    power is 1. Rayleigh beyond: the power is Exp(1).
     """
     rician = d_km <= L.RICIAN_MAX_KM
     a = b = 0.0
@@ -112,18 +111,18 @@ def window_fading(lk, d_km, shadow, chunks):
     first = s1 = s2 = 0.0
     lo, hi = math.inf, -math.inf
     for w in range(chunks):
-        bits = draw_bits(lk, L.L_FADING0 + w)
         if rician:
-            r2, c = box_muller_parts(bits)
-            pw = a * a + 2.0 * a * b * math.sqrt(r2) * c + b * b * r2
+            x = a + b * normal(lk, L.L_FADING0 + w)
+            y = b * normal(lk, L.L_FADING0 + w + PHASE)
+            pw = x * x + y * y
         else:
-            pw = 0.5 * box_muller_r2(bits)
-        sf = shadow + DB_PER_NEPER * math.log(max(pw, L.FADING_FLOOR))
-        sf = min(max(sf, -15.0), 5.0)
+            pw = exponential(lk, L.L_FADING0 + w)
+        sf = min(max(shadow + DB_PER_NEPER * math.log(max(pw, L.FADING_FLOOR)), -15.0), 5.0)
         if w == 0:
             first = sf
-        s1 += sf - first
-        s2 += (sf - first) * (sf - first)
+        dev = sf - first
+        s1 += dev
+        s2 += dev * dev
         lo = min(lo, sf)
         hi = max(hi, sf)
     m = s1 / chunks
@@ -223,10 +222,8 @@ def evaluate_attempt(seed, attempt, i, fp, ip, rx_fixed, rx_trig, tx_cdf, rx_cdf
                 terrain = 10.0 + 20.0 * uniform(lk, L.L_TERRAIN)
             clutter = 5.0 + 10.0 * uniform(lk, L.L_CLUTTER)
             # One Box-Muller pair gives two independent normals: shadowing and frequency error.
-            r2, c_sh, s_sh = box_muller_pair(draw_bits(lk, L.L_SHADOW))
-            r = math.sqrt(r2)
-            shadow = sigma * r * c_sh
-            freq_err = L.RX_FREQ_ERROR_HZ * r * s_sh
+            shadow = sigma * normal(lk, L.L_SHADOW)
+            freq_err = L.RX_FREQ_ERROR_HZ * normal(lk, L.L_FREQ_ERR)
             r_type = pick(rx_cdf, uniform(lk, L.L_RX_ANT))
             rx_ant[i, j] = r_type
             directional = rx_tab[r_type, 3] > 0.0

@@ -121,6 +121,10 @@ class AttemptBatch:
             rx_antenna=np.zeros((count, max_receivers), np.int8),
         )
 
+    def head(self, count: int) -> "AttemptBatch":
+        """The first ``count`` rows as views (no copy)."""
+        return AttemptBatch(**{k: getattr(self, k)[:count] for k in self.ARRAYS})
+
     def take(self, rows) -> "AttemptBatch":
         """A new batch of the given rows (an index array or a boolean mask)."""
         return AttemptBatch(**{k: getattr(self, k)[rows] for k in self.ARRAYS})
@@ -152,12 +156,15 @@ def check_range(seed, start, count) -> None:
 
 
 def run_attempts(config, seed: int, start: int, count: int, threads: int | None = None,
-                 inputs: KernelInputs | None = None) -> AttemptBatch:
+                 inputs: KernelInputs | None = None, out: AttemptBatch | None = None
+                 ) -> AttemptBatch:
     """Evaluate attempts ``start .. start + count - 1`` of a dataset with this seed.
 
     ``config`` is a GenerationConfig or a dict for ``GenerationConfig.from_dict``. ``threads``
     limits the CPU threads (default: Numba's, i.e. all cores); results do not depend on it.
-    ``inputs`` may pass a ``pack_config`` result to skip re-packing in a loop.
+    A loop may pass ``inputs`` (a ``pack_config`` result) to skip re-packing, and ``out`` (an
+    ``AttemptBatch.empty(n, max_receivers)`` with n >= count) to reuse its memory: the result
+    is then a view of its first ``count`` rows, overwritten by the next call.
     """
     import numba
 
@@ -166,7 +173,13 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
     cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
     check_range(seed, start, count)
     k = inputs or pack_config(cfg)
-    out = AttemptBatch.empty(count, k.max_receivers)
+    if out is None:
+        out = AttemptBatch.empty(count, k.max_receivers)
+    elif len(out) < count or out.rx.shape[1] != k.max_receivers:
+        raise ConfigError("out", f"needs room for {count} attempts x {k.max_receivers} "
+                                 f"receivers, has {len(out)} x {out.rx.shape[1]}")
+    else:
+        out = out.head(count)
     out.attempt_index[:] = np.arange(start, start + count, dtype=np.int64)
     previous = numba.get_num_threads()
     if threads is not None:

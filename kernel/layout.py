@@ -12,13 +12,13 @@ stream ATTEMPT (slot 0), one draw each:
   13 tx polarization 14 oscillator offset   15 shadowing sigma
 stream PLACE (slot = receiver slot): 0 latitude / lattice y jitter, 1 longitude / x jitter, 2 alt
 stream LINK (slot = receiver slot):
-  0 terrain blocked  1 terrain loss   2 clutter      3 shadowing and receiver frequency error
-                                                     (the two normals of one Box-Muller pair)
-  4 Rician K
+  0 terrain blocked  1 terrain loss   2 clutter      3 shadowing (normal)  4 Rician K
   5 rx antenna type  6 rx gain        7 rx azimuth   8 rx beamwidth        9 rx front-to-back
   10 rx polarization 11 polarization loss  12 troposphere  13 sporadic-E occurs
-  14 sporadic-E gain
-  32 + w             fast fading of measurement window w (a Box-Muller pair from one draw)
+  14 sporadic-E gain 15 receiver frequency error (normal)
+  32 + w             fast fading of window w: Exp(1) power (Rayleigh), or the in-phase normal
+                     (Rician) whose quadrature normal is at 32 + w + 64
+Normals and exponentials use ziggurats (kernel.rng); their rare retries take subs >= 128.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ P_Y, P_X, P_ALT = 0, 1, 2
 # LINK stream subs
 L_BLOCKED, L_TERRAIN, L_CLUTTER, L_SHADOW, L_RICE_K = 0, 1, 2, 3, 4
 L_RX_ANT, L_RX_GAIN, L_RX_AZ, L_RX_BW, L_RX_F2B = 5, 6, 7, 8, 9
-L_RX_POL, L_POL_LOSS, L_TROPO, L_ES, L_ES_GAIN = 10, 11, 12, 13, 14
+L_RX_POL, L_POL_LOSS, L_TROPO, L_ES, L_ES_GAIN, L_FREQ_ERR = 10, 11, 12, 13, 14, 15
 L_FADING0 = 32
 
 # Rejection codes: 0 is accepted; REJECT_REASONS[code - 1] names the others.

@@ -18,6 +18,7 @@ from . import layout as L
 from .batch import AttemptBatch, antenna_cdf, check_range
 from .config import GenerationConfig
 from .defaults import RX_ANTENNAS, TX_ANTENNAS
+from .rng import PHASE, RETRY, TAIL, ZIG_F, ZIG_K, ZIG_R, ZIG_W, ZN_F, ZN_K, ZN_R, ZN_W
 
 U64 = np.uint64
 GOLDEN = U64(0x9E3779B97F4A7C15)
@@ -54,16 +55,69 @@ def uniform(skeys, sub):
     return ((bits(skeys, sub) >> U64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
 
 
-def box_muller(b):
-    """(r, theta) from one word: u1 = high 32 bits (open), u2 = low 32 bits."""
-    u1 = ((b >> U64(32)).astype(np.float64) + 0.5) * 2.0 ** -32
-    u2 = (b & U64(0xFFFFFFFF)).astype(np.float64) * 2.0 ** -32
-    return np.sqrt(-2.0 * np.log(u1)), 2.0 * np.pi * u2
+def exponential(skeys, sub):
+    """Exp(1) by the same 256-layer ziggurat as the kernel (tables from kernel.rng, part of the
+    data contract); the rare wedge and tail cases are done one by one below."""
+    sub = np.broadcast_to(np.asarray(sub, dtype=U64), np.shape(skeys))
+    b = bits(skeys, sub)
+    layer = (b & U64(255)).astype(np.intp)
+    u = (b >> U64(11)).astype(np.float64)
+    out = u * ZIG_W[layer]
+    for idx in zip(*np.nonzero(u >= ZIG_K[layer])):
+        out[idx] = exponential_rare(skeys[idx], int(sub[idx]), int(layer[idx]), float(u[idx]))
+    return out
+
+
+def exponential_rare(skey, sub, layer, u):
+    """Marsaglia & Tsang's wedge test and tail, with retry n drawing sub + 128 n (+ 64)."""
+    x = 0.0
+    for n in range(1, 10_000):
+        uni = float(uniform(np.asarray([skey]), sub + RETRY * n)[0])
+        if layer == 0:
+            return ZIG_R - math.log(uni)
+        x = u * ZIG_W[layer]
+        if ZIG_F[layer] + uni * (ZIG_F[layer - 1] - ZIG_F[layer]) < math.exp(-x):
+            return x
+        word = int(bits(np.asarray([skey]), sub + RETRY * n + PHASE)[0])
+        layer, u = word & 255, float(word >> 11)
+        if u < ZIG_K[layer]:
+            return u * ZIG_W[layer]
+    return x
 
 
 def normal(skeys, sub):
-    r, theta = box_muller(bits(skeys, sub))
-    return r * np.cos(theta)
+    """N(0, 1) by the same 128-layer ziggurat as the kernel; rare cases one by one below."""
+    sub = np.broadcast_to(np.asarray(sub, dtype=U64), np.shape(skeys))
+    b = bits(skeys, sub)
+    layer = (b & U64(127)).astype(np.intp)
+    v = (b.view(np.int64) >> 11).astype(np.float64)  # signed top 53 bits
+    out = v * ZN_W[layer]
+    for idx in zip(*np.nonzero(np.abs(v) >= ZN_K[layer])):
+        out[idx] = normal_rare(skeys[idx], int(sub[idx]), int(layer[idx]), float(v[idx]))
+    return out
+
+
+def normal_rare(skey, sub, layer, v):
+    """Wedge test, or Marsaglia's tail method beyond ZN_R, with the kernel's retry subs."""
+    def uni(s):
+        return float(uniform(np.asarray([skey]), s)[0])
+    x = 0.0
+    for n in range(1, 10_000):
+        x = v * ZN_W[layer]
+        if layer == 0:
+            for m in range(1, 10_000):
+                tx = -math.log(uni(sub + RETRY * n + TAIL * m)) / ZN_R
+                ty = -math.log(uni(sub + RETRY * n + TAIL * m + PHASE))
+                if ty + ty >= tx * tx:
+                    break
+            return ZN_R + tx if v > 0 else -ZN_R - tx
+        if ZN_F[layer] + uni(sub + RETRY * n) * (ZN_F[layer - 1] - ZN_F[layer]) < math.exp(-0.5 * x * x):
+            return x
+        word = bits(np.asarray([skey]), sub + RETRY * n + PHASE)
+        layer, v = int(word[0] & U64(127)), float(word.view(np.int64)[0] >> 11)
+        if abs(v) < ZN_K[layer]:
+            return v * ZN_W[layer]
+    return x
 
 
 # ---- physics ---------------------------------------------------------------------------------
@@ -199,9 +253,8 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     blocked = uniform(lk, L.L_BLOCKED) < np.minimum(0.05 + d_km / 1000.0, 0.20)
     terrain = np.where(blocked & cfg.enable_terrain, 10.0 + 20.0 * uniform(lk, L.L_TERRAIN), 0.0)
     clutter = 5.0 + 10.0 * uniform(lk, L.L_CLUTTER)
-    r, theta = box_muller(bits(lk, L.L_SHADOW))
-    shadow = sigma[:, None] * r * np.cos(theta)
-    freq_err = L.RX_FREQ_ERROR_HZ * r * np.sin(theta)
+    shadow = sigma[:, None] * normal(lk, L.L_SHADOW)
+    freq_err = L.RX_FREQ_ERROR_HZ * normal(lk, L.L_FREQ_ERR)
     rx_tab = np.array(L.RX_ANTENNA_TABLE)
     r_type = np.searchsorted(antenna_cdf(cfg.rx_antenna_dist, RX_ANTENNAS)[:-1],
                              uniform(lk, L.L_RX_ANT), side="right")
@@ -239,9 +292,11 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     k_lin = np.where(rician, 10.0 ** ((6.0 + 4.0 * uniform(lk, L.L_RICE_K)) / 10.0), 0.0)
     a = np.sqrt(k_lin / (k_lin + 1.0))[..., None]
     b = np.sqrt(0.5 / (k_lin + 1.0))[..., None]
-    r, theta = box_muller(bits(lk[..., None], L.L_FADING0 + np.arange(W)))
-    x, y = r * np.cos(theta), r * np.sin(theta)
-    power = np.where(rician[..., None], (a + b * x) ** 2 + (b * y) ** 2, r * r / 2.0)
+    window_keys = np.broadcast_to(lk[..., None], lk.shape + (W,))
+    subs = L.L_FADING0 + np.arange(W)
+    x, y = normal(window_keys, subs), normal(window_keys, subs + PHASE)
+    power = np.where(rician[..., None], (a + b * x) ** 2 + (b * y) ** 2,
+                     exponential(window_keys, subs))
     sf = np.clip(shadow[..., None] + 10.0 * np.log10(np.maximum(power, L.FADING_FLOOR)), -15, 5)
     rssi_w = p_base[..., None] + sf
     off = ~on[:, None]
