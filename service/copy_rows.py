@@ -1,0 +1,262 @@
+"""Accepted kernel samples -> one PostgreSQL binary COPY buffer, with no per-row Python.
+
+``pack_feature_rows`` turns a whole ``AttemptBatch`` of accepted samples into the bytes of
+``COPY heimdall.measurement_features (COLUMNS) FROM STDIN (FORMAT BINARY)``; ``copy_batch`` sends
+them. Rows are built as one big-endian NumPy structured array filled column by column; rows
+whose receiver arrays are shorter than the batch's slots (random receivers: padding slots,
+``rx_id == -1``, are not stored) are compacted by a small Numba loop (see "packing" below).
+
+Binary COPY format (PostgreSQL docs, "COPY ... File Formats"): the signature
+``PGCOPY\\n\\377\\r\\n\\0``, int32 flags, int32 header-extension length; per tuple an int16
+field count then, per field, an int32 byte length (-1 = NULL) and the value in network byte
+order; trailer int16 -1. An array value: int32 ndim, int32 has-nulls, int32 element type OID,
+per dimension int32 size and int32 lower bound (1), then per element int32 length and value.
+timestamptz is int64 microseconds since 2000-01-01 UTC; uuid is its 16 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+import numpy as np
+from numba import njit
+
+#: The COPY target columns, in the order their values are written.
+SCALAR_COLUMNS = (
+    "recording_session_id", "dataset_id", "sample_index", "attempt_index", "job_id", "created_at",
+    "tx_latitude", "tx_longitude", "tx_altitude_m", "tx_power_dbm", "frequency_hz", "tx_known",
+    "num_receivers_in_sample", "num_receivers_detected", "mean_snr_db", "gdop", "hdop", "crb_m",
+    "overall_confidence",
+)
+#: Per-receiver array columns: (column, element type, element OID). The column name is also the
+#: AttemptBatch attribute holding the values (attempts x max receivers).
+ARRAY_COLUMNS = (
+    ("rx_id", ">i2", 21), ("rx_lat", ">f8", 701), ("rx_lon", ">f8", 701),
+    ("rx_alt_m", ">f4", 700), ("distance_km", ">f4", 700), ("signal_present", "u1", 16),
+    ("rssi_dbm", ">f4", 700), ("snr_db", ">f4", 700), ("rssi_std_db", ">f4", 700),
+    ("rssi_min_dbm", ">f4", 700), ("rssi_max_dbm", ">f4", 700), ("noise_floor_dbm", ">f4", 700),
+    ("psd_dbm_per_hz", ">f4", 700), ("freq_offset_hz", ">f4", 700),
+)
+COLUMNS = SCALAR_COLUMNS + tuple(name for name, _, _ in ARRAY_COLUMNS)
+COPY_SQL = (f"COPY heimdall.measurement_features ({', '.join(COLUMNS)}) "
+            "FROM STDIN (FORMAT BINARY)")
+
+_SCALAR_TYPES = {  # big-endian storage type of each scalar column
+    "recording_session_id": ("u1", (16,)), "dataset_id": ("u1", (16,)), "job_id": ("u1", (16,)),
+    "sample_index": ">i8", "attempt_index": ">i8", "created_at": ">i8",
+    "tx_latitude": ">f8", "tx_longitude": ">f8", "tx_altitude_m": ">f4", "tx_power_dbm": ">f4",
+    "frequency_hz": ">f8", "tx_known": "u1", "num_receivers_in_sample": ">i2",
+    "num_receivers_detected": ">i2", "mean_snr_db": ">f4", "gdop": ">f8", "hdop": ">f8",
+    "crb_m": ">f8", "overall_confidence": ">f4",
+}
+# Scalar columns read straight from the batch: column -> AttemptBatch attribute. The stored
+# tx_power_dbm is the EFFECTIVE power.
+_FROM_BATCH = {
+    "attempt_index": "attempt_index", "tx_latitude": "tx_latitude",
+    "tx_longitude": "tx_longitude", "tx_altitude_m": "tx_altitude_m",
+    "tx_power_dbm": "tx_power_dbm", "num_receivers_in_sample": "n_receivers",
+    "num_receivers_detected": "n_detected", "mean_snr_db": "mean_snr_db", "gdop": "gdop",
+    "hdop": "hdop", "crb_m": "crb_m", "overall_confidence": "overall_confidence",
+}
+
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no header extension
+TRAILER = b"\xff\xff"
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MAX_SAMPLE_INDEX = 2**62 - 1  # keeps the RFC 4122 variant bits of recording ids intact
+_VARIANT = np.uint64(0x8000000000000000)
+COPY_CHUNK = 1 << 20
+
+
+# ----- identifiers ----------------------------------------------------------------------------
+
+_uuid7_lock = threading.Lock()
+_uuid7_last = (0, 0)  # (unix ms, 12-bit counter) of the last id made by this process
+
+
+def new_dataset_id() -> uuid.UUID:
+    """A new UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits.
+
+    The 12 bits after the timestamp are random, but ids made by this process are strictly
+    increasing (within one millisecond the 12 bits count up), so the first 8 bytes, which prefix
+    every recording id of the dataset, never repeat within a process.
+    """
+    global _uuid7_last
+    rand = int.from_bytes(os.urandom(10), "big")
+    with _uuid7_lock:
+        ms, counter = time.time_ns() // 1_000_000, (rand >> 62) & 0xFFF
+        last_ms, last_counter = _uuid7_last
+        if ms <= last_ms:
+            ms, counter = (last_ms, last_counter + 1) if last_counter < 0xFFF else (last_ms + 1, 0)
+        _uuid7_last = (ms, counter)
+    value = ((ms & (2**48 - 1)) << 80 | 0x7 << 76 | counter << 64
+             | 0b10 << 62 | rand & (2**62 - 1))
+    return uuid.UUID(int=value)
+
+
+def recording_session_id_bytes(dataset_id: uuid.UUID, indices) -> np.ndarray:
+    """(n, 16) uint8: bytes 0..7 of the dataset id, then big-endian (2**63 | sample_index)."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size and (indices.min() < 0 or indices.max() > MAX_SAMPLE_INDEX):
+        raise ValueError(f"sample indices must lie in [0, {MAX_SAMPLE_INDEX}]")
+    out = np.empty((indices.size, 16), np.uint8)
+    out[:, :8] = np.frombuffer(dataset_id.bytes[:8], np.uint8)
+    out[:, 8:] = (indices.astype(np.uint64) | _VARIANT).astype(">u8").view(np.uint8).reshape(-1, 8)
+    return out
+
+
+def recording_session_ids(dataset_id: uuid.UUID, indices) -> list[uuid.UUID]:
+    """The recording ids of these sample indices of a dataset (deterministic, increasing)."""
+    return [uuid.UUID(bytes=row.tobytes())
+            for row in recording_session_id_bytes(dataset_id, indices)]
+
+
+def recording_session_id(dataset_id: uuid.UUID, sample_index: int) -> uuid.UUID:
+    return recording_session_ids(dataset_id, [sample_index])[0]
+
+
+# ----- packing --------------------------------------------------------------------------------
+#
+# Every row is first laid out at its largest size (all receiver slots), directly in the output
+# buffer, as one big-endian NumPy structured array: a template row with the values shared by all
+# rows, then each per-row column assigned as a whole. A row's fields form contiguous segments:
+# the 33 scalar fields, then per array column its int32 length, the array header and one (int32
+# length, value) pair per receiver slot. When every row has all receivers this IS the COPY data.
+# Otherwise (random receivers) each row's receivers are first moved to the leading slots, so a
+# shorter row keeps a prefix of each array segment, and a Numba loop compacts the rows in place.
+
+def _row_dtype(slots: int, null_job: bool) -> np.dtype:
+    """Field count; (int32 length, value) per scalar column (a NULL has only the length); per
+    array column: int32 length, ndim, has-nulls, element OID, size, lower bound, the slots."""
+    fields = [("nfields", ">i2")]
+    for name in SCALAR_COLUMNS:
+        fields.append((f"{name}__len", ">i4"))
+        if not (null_job and name == "job_id"):
+            fields.append((name, _SCALAR_TYPES[name]))
+    for name, element_type, _ in ARRAY_COLUMNS:
+        fields += [(f"{name}__{part}", ">i4")
+                   for part in ("len", "ndim", "nulls", "oid", "size", "lbound")]
+        fields.append((name, [("len", ">i4"), ("value", element_type)], (slots,)))
+    return np.dtype(fields)
+
+
+def _template_row(dtype, slots, dataset_id, job_id, frequency_hz, created_us) -> np.ndarray:
+    """The bytes of a row holding every value that all rows share (arrays sized for all slots)."""
+    row = np.zeros(1, dtype)
+    row["nfields"] = len(COLUMNS)
+    for name in SCALAR_COLUMNS:
+        row[f"{name}__len"] = dtype[name].itemsize if name in dtype.names else -1
+    row["dataset_id"] = np.frombuffer(dataset_id.bytes, np.uint8)
+    if job_id is not None:
+        row["job_id"] = np.frombuffer(job_id.bytes, np.uint8)
+    row["created_at"] = created_us
+    row["frequency_hz"] = frequency_hz
+    row["tx_known"] = 1
+    for name, element_type, oid in ARRAY_COLUMNS:
+        w = np.dtype(element_type).itemsize
+        row[f"{name}__len"] = 20 + slots * (4 + w)
+        row[f"{name}__ndim"] = 1
+        row[f"{name}__oid"] = oid
+        row[f"{name}__size"] = slots
+        row[f"{name}__lbound"] = 1
+        row[name]["len"] = w
+    return row.view(np.uint8)
+
+
+def _timestamp_us(created_at: datetime | None) -> int:
+    created_at = datetime.now(timezone.utc) if created_at is None else created_at
+    if created_at.tzinfo is None:
+        raise ValueError("created_at must be timezone-aware")
+    delta = created_at - PG_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@njit(cache=True, nogil=True)
+def _compact(buf, first, itemsize, starts, lengths):
+    """Rows of ``itemsize`` bytes lie at ``buf[first:]``; keep the first ``lengths[i, s]`` bytes
+    of segment s (at ``starts[s]`` in the row) of every row i, packed one after the other in
+    place. Returns the end position. Data only moves backwards, so a forward copy is safe."""
+    pos = first
+    for i in range(lengths.shape[0]):
+        row = first + i * itemsize
+        for s in range(starts.shape[0]):
+            src = row + starts[s]
+            for k in range(lengths[i, s]):
+                buf[pos + k] = buf[src + k]
+            pos += lengths[i, s]
+    return pos
+
+
+def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
+                      job_id: uuid.UUID | None, frequency_hz: float,
+                      created_at: datetime | None = None) -> memoryview:
+    """The binary COPY data (for ``COPY_SQL``) of every row of ``batch``.
+
+    ``batch`` is an AttemptBatch of accepted samples only (``run_attempts(...).accepted()``), in
+    attempt order; row k becomes sample ``first_sample_index + k``. ``job_id`` None stores NULL.
+    ``created_at`` (timezone-aware; default now) is stored on every row. Receiver slots with
+    ``rx_id == -1`` (padding) are not stored. Returns a memoryview over a fresh uint8 array.
+    """
+    if not np.all(batch.valid):
+        raise ValueError("pack only accepted samples: pass batch.accepted()")
+    n, slots = batch.rx_id.shape
+    keep = batch.rx_id >= 0
+    counts = keep.sum(axis=1)
+    if not np.array_equal(counts, batch.n_receivers):
+        raise ValueError("receiver slots with rx_id >= 0 disagree with n_receivers")
+    full = slots > 0 and bool(np.all(counts == slots))
+    order = None  # receivers to the leading slots, in slot order, unless they are there already
+    if not full and not np.array_equal(keep, np.arange(slots) < counts[:, None]):
+        order = np.argsort(~keep, axis=1, kind="stable")
+
+    dtype = _row_dtype(slots, job_id is None)
+    first = len(SIGNATURE)
+    out = np.empty(first + n * dtype.itemsize + len(TRAILER), np.uint8)
+    out[:first] = np.frombuffer(SIGNATURE, np.uint8)
+    template = _template_row(dtype, slots, dataset_id, job_id, float(frequency_hz),
+                             _timestamp_us(created_at))
+    # Broadcast the template's bytes (much faster than a structured assignment).
+    out[first:first + n * dtype.itemsize].reshape(n, dtype.itemsize)[:] = template
+    rec = np.ndarray(n, dtype, buffer=out, offset=first)
+    sample_index = np.arange(first_sample_index, first_sample_index + n, dtype=np.int64)
+    rec["recording_session_id"] = recording_session_id_bytes(dataset_id, sample_index)
+    rec["sample_index"] = sample_index
+    for column, attribute in _FROM_BATCH.items():
+        rec[column] = getattr(batch, attribute)  # NumPy casts to the big-endian column type
+    for name, _, _ in ARRAY_COLUMNS:
+        values = getattr(batch, name)
+        rec[name]["value"] = values if order is None else np.take_along_axis(values, order, 1)
+
+    end = len(out) - len(TRAILER)
+    if not full:
+        # Segment lengths: the scalar part; per array its length field + 20-byte header +
+        # (4 + w) per element, or only length, ndim, has-nulls and OID (16 bytes) when empty.
+        starts = [0] + [dtype.fields[f"{name}__len"][1] for name, _, _ in ARRAY_COLUMNS]
+        lengths = np.empty((n, len(starts)), np.int64)
+        lengths[:, 0] = starts[1]
+        for k, (name, element_type, _) in enumerate(ARRAY_COLUMNS, start=1):
+            lengths[:, k] = np.where(counts > 0,
+                                     24 + counts * (4 + np.dtype(element_type).itemsize), 16)
+            rec[f"{name}__len"] = lengths[:, k] - 4
+            rec[f"{name}__ndim"] = counts > 0
+            rec[f"{name}__size"] = counts
+        end = _compact(out, first, dtype.itemsize, np.array(starts, np.int64), lengths)
+    out[end:end + len(TRAILER)] = np.frombuffer(TRAILER, np.uint8)
+    return memoryview(out)[:end + len(TRAILER)]
+
+
+def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK) -> int:
+    """COPY a ``pack_feature_rows`` buffer into heimdall.measurement_features; rows written.
+
+    Runs inside the cursor's current transaction: the caller commits (together with the
+    dataset's counters, contract C3). An overlapping sample index fails the COPY with
+    psycopg.errors.UniqueViolation.
+    """
+    view = memoryview(buffer).cast("B")
+    with cursor.copy(COPY_SQL) as copy:
+        for start in range(0, len(view), chunk_size):
+            copy.write(view[start:start + chunk_size])
+    return cursor.rowcount

@@ -1,0 +1,507 @@
+"""The generation loop (SPEC 6): attempts from the dataset's cursor, in batches, to the target.
+
+Each batch: kernel -> binary COPY of the accepted samples it consumes -> dataset counters and
+job progress -> ONE commit (contract C3). Accepted samples are consumed in attempt order, only
+as many as the job still needs; the cursor moves to just after the last attempt consumed, so no
+attempt is skipped or used twice and any split of a dataset into jobs writes the same rows (C4).
+The kernel computes the next batch while the current one is COPYed. A job holds a session
+advisory lock on its dataset for its whole run, so two jobs on one dataset never interleave
+(C6), and one on itself, so a job left 'running' by a dead process is recognisable (C5).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from kernel import REJECT_REASONS, GenerationConfig
+from kernel.batch import AttemptBatch, pack_config, run_attempts
+
+from .copy_rows import copy_batch, pack_feature_rows
+from .database import connect
+
+log = logging.getLogger("heimdall.generation")
+
+AUTO_BATCH_ATTEMPTS = 100_000   # ~0.1 s of kernel and ~0.3 s of COPY: cancel lands under 1 s
+QUEUE_POLL_S = 0.2
+ADVICE = {
+    "tx_off": "the transmitter is off in 0-20 % of attempts by design (duty cycle); nothing to relax",
+    "min_receivers": "lower min_receivers (now {min_receivers}) or min_snr_db (now {min_snr_db:g} dB), "
+                     "or raise tx_power_dbm",
+    "min_snr": "lower min_snr_db (now {min_snr_db:g} dB)",
+    "gdop": "raise max_gdop (now {max_gdop:g}) or use a network that surrounds the area",
+    "crb": "raise max_crb_m (now {max_crb_m}) or remove it",
+}
+
+
+def lock_key(kind: str, ident) -> str:
+    """SQL for the bigint advisory-lock key of a dataset or a job."""
+    return f"hashtextextended('heimdall-synth:{kind}:' || {ident}::text, 0)"
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    status: str
+    stopped_reason: str
+    requested: int
+    generated: int
+    attempted: int
+    samples_offset: int
+    final_count: int
+    rejections: dict
+    message: str
+    device: str
+    duration_s: float
+    events: list = field(default_factory=list)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.generated / self.duration_s if self.duration_s > 0 else 0.0
+
+
+class JobError(RuntimeError):
+    """The job failed; it is recorded on the job row with the committed counts."""
+
+
+def stop_message(reason: str, generated: int, requested: int, attempted: int, rejections: dict,
+                 cfg: GenerationConfig, options: dict) -> str:
+    """A sentence a person can act on: what stopped the job and what to relax."""
+    if reason == "target_reached":
+        return f"Generated all {requested:,} samples in {attempted:,} attempts."
+    why = {
+        "max_attempts": f"the attempt budget (max_attempts {options['max_attempts']:,}) ran out",
+        "stalled": f"{options['max_consecutive_rejections']:,} attempts in a row were rejected",
+        "cancelled": "the job was cancelled",
+        "failed": "an error stopped it",
+        "interrupted": "its process ended",
+    }[reason]
+    text = f"Stopped with {generated:,} of {requested:,} samples after {attempted:,} attempts: {why}."
+    rejected = {k: v for k, v in rejections.items() if v}
+    if rejected and reason in ("max_attempts", "stalled"):
+        top = max(rejected, key=rejected.get)
+        share = rejected[top] / max(attempted, 1)
+        values = {**cfg.to_dict(), "max_crb_m": cfg.max_crb_m}
+        text += (f" Most rejections were '{top}' ({share:.0%} of attempts): "
+                 f"{ADVICE[top].format(**values)}.")
+    return text
+
+
+def consume(batch: AttemptBatch, need: int, run_before: int, max_run: int):
+    """How much of a batch the job consumes, in attempt order.
+
+    Returns (rows to store, attempts consumed, stalled, rejected run after the consumed part):
+    it takes accepted attempts until ``need`` are taken, and stops at the attempt that makes
+    ``max_run`` rejections in a row (``run_before`` of them from earlier batches).
+    """
+    n = len(batch)
+    accepted = np.flatnonzero(batch.valid)
+    consumed = n if len(accepted) < need else int(accepted[need - 1]) + 1
+    # Length of the rejected run ending at each attempt: position - last accepted position.
+    positions = np.arange(n)
+    last_accepted = np.maximum.accumulate(np.where(batch.valid, positions, -1 - run_before))
+    run = positions - last_accepted
+    stall = np.flatnonzero(run[:consumed] >= max_run)
+    stalled = stall.size > 0
+    if stalled:
+        consumed = int(stall[0]) + 1
+    rows = accepted[accepted < consumed][:need]
+    run_after = int(run[consumed - 1]) if consumed else run_before
+    return rows, consumed, stalled, run_after
+
+
+class QualityAggregates:
+    """Running sums of a dataset's sample quality, kept in synthetic_datasets.quality_metrics."""
+
+    FIELDS = ("gdop", "hdop", "crb_m", "mean_snr_db", "overall_confidence")
+
+    def __init__(self, stored: dict | None):
+        self.m = dict(stored or {})
+        self.m.setdefault("samples", 0)
+        self.m.setdefault("sum_detected_receivers", 0)
+        for f in self.FIELDS:
+            self.m.setdefault(f"sum_{f}", 0.0)
+        self.m.setdefault("min_gdop", None)
+        self.m.setdefault("max_gdop", None)
+
+    def add(self, rows: AttemptBatch) -> dict:
+        if len(rows):
+            self.m["samples"] += len(rows)
+            self.m["sum_detected_receivers"] += int(rows.n_detected.sum())
+            for f in self.FIELDS:
+                self.m[f"sum_{f}"] += float(np.sum(getattr(rows, f)))
+            lo, hi = float(rows.gdop.min()), float(rows.gdop.max())
+            self.m["min_gdop"] = lo if self.m["min_gdop"] is None else min(lo, self.m["min_gdop"])
+            self.m["max_gdop"] = hi if self.m["max_gdop"] is None else max(hi, self.m["max_gdop"])
+        n = max(self.m["samples"], 1)
+        self.m.update({f"mean_{f}": self.m[f"sum_{f}"] / n for f in self.FIELDS})
+        self.m["mean_detected_receivers"] = self.m["sum_detected_receivers"] / n
+        return self.m
+
+
+def _device(threads: int | None) -> str:
+    import numba
+    return f"cpu (numba {numba.__version__}, {threads or numba.get_num_threads()} threads)"
+
+
+def run_job(url: str, job_id, *, threads: int | None = None,
+            cancel: threading.Event | None = None,
+            on_event: Callable[[dict], None] | None = None) -> JobResult:
+    """Run (or resume) a job to its end; return its final record.
+
+    Waits, as 'queued', while another job holds the dataset. ``cancel`` (in-process) and the
+    job row's ``cancel_requested`` (any process) stop it after the current batch. An error
+    rolls back the open batch, records the job 'failed' with its committed counts, and raises
+    JobError. ``on_event`` receives progress, batch and final events (dicts).
+    """
+    job_id = str(job_id)
+    t0 = time.perf_counter()
+    events: list[dict] = []
+
+    def emit(event: dict) -> None:
+        events.append(event)
+        if on_event is not None:
+            on_event(event)
+
+    lock_conn = connect(url, autocommit=True)   # holds the advisory locks for the job's life
+    conn = connect(url)
+    try:
+        job = _load_job(conn, job_id)
+        if job["status"] in ("completed",):
+            raise JobError(f"job {job_id} is already completed")
+        if not lock_conn.execute(f"SELECT pg_try_advisory_lock({lock_key('job', '%s')})",
+                                 (job_id,)).fetchone()[0]:
+            raise JobError(f"job {job_id} is being run by another process")
+        dataset_id = str(job["dataset_id"])
+        if not _try_dataset_lock(lock_conn, dataset_id):
+            _set_status(conn, job_id, "queued", "waiting for another job on this dataset")
+            emit({"type": "status", "status": "queued", "job_id": job_id})
+            while not _try_dataset_lock(lock_conn, dataset_id):
+                if (cancel is not None and cancel.is_set()) or _cancel_requested(conn, job_id):
+                    return _finish_unstarted(conn, job, "cancelled", t0, emit, events)
+                time.sleep(QUEUE_POLL_S)
+        return _run_locked(conn, job_id, threads, cancel, emit, events, t0)
+    finally:
+        conn.close()
+        lock_conn.close()  # releases the advisory locks
+
+
+def _try_dataset_lock(lock_conn, dataset_id: str) -> bool:
+    return lock_conn.execute(f"SELECT pg_try_advisory_lock({lock_key('dataset', '%s')})",
+                             (dataset_id,)).fetchone()[0]
+
+
+def _cancel_requested(conn, job_id: str) -> bool:
+    with conn.transaction():
+        row = conn.execute("SELECT cancel_requested FROM heimdall.generation_jobs WHERE id = %s",
+                           (job_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def _load_job(conn, job_id: str) -> dict:
+    with conn.transaction():
+        cur = conn.execute("SELECT * FROM heimdall.generation_jobs WHERE id = %s", (job_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise JobError(f"no job {job_id}")
+        return dict(zip([c.name for c in cur.description], row))
+
+
+def _set_status(conn, job_id: str, status: str, message: str) -> None:
+    with conn.transaction():
+        conn.execute("UPDATE heimdall.generation_jobs SET status = %s, progress_message = %s, "
+                     "heartbeat_at = now() WHERE id = %s", (status, message, job_id))
+
+
+def _finish_unstarted(conn, job, reason, t0, emit, events) -> JobResult:
+    with conn.transaction():
+        conn.execute("UPDATE heimdall.generation_jobs SET status = 'cancelled', stopped_reason = "
+                     "'cancelled', stop_message = 'Cancelled while queued; nothing was generated.',"
+                     " finished_at = now() WHERE id = %s", (str(job["id"]),))
+    result = JobResult(str(job["id"]), "cancelled", "cancelled", job["requested"],
+                       job["generated"], job["attempted"], job["samples_offset"] or 0, -1,
+                       job["rejections"], "Cancelled while queued; nothing was generated.",
+                       "none", time.perf_counter() - t0, events)
+    emit({"type": "final", **_result_event(result)})
+    return result
+
+
+def _result_event(r: JobResult) -> dict:
+    return {"job_id": r.job_id, "status": r.status, "stopped_reason": r.stopped_reason,
+            "requested": r.requested, "generated": r.generated, "attempted": r.attempted,
+            "samples_offset": r.samples_offset, "final_count": r.final_count,
+            "rejections": r.rejections, "message": r.message, "device": r.device,
+            "duration_s": round(r.duration_s, 3),
+            "samples_per_second": round(r.samples_per_second, 1)}
+
+
+def progress_text(offset: int, generated: int, requested: int) -> str:
+    total = offset + generated
+    text = f"{total:,} / {offset + requested:,}"
+    return text + (f" (continued from {offset:,})" if offset else "")
+
+
+@dataclass
+class PackedBatch:
+    """What the producer hands the committer: one batch, consumed and packed."""
+
+    number: int
+    first_attempt: int
+    attempts: int         # evaluated by the kernel
+    valid: int            # valid among them
+    consumed: int         # attempts the job uses (the cursor moves by this)
+    rows: AttemptBatch    # the samples it stores, in attempt order
+    buffer: object        # their binary COPY data (None when there are none)
+    rejections: np.ndarray  # by reason code, over the consumed attempts
+    run_after: int        # rejected attempts in a row after this batch
+    stalled: bool
+    sample_offset: int    # sample_index of its first row
+
+
+class Producer:
+    """Stage one of the pipeline, in its own thread: kernel -> consume -> pack, one batch
+    ahead of the committer. It follows the job's state (cursor, still needed, rejected run)
+    on the assumption that each batch commits; if one does not, the job stops and whatever
+    the producer made ahead is dropped, so nothing speculative ever reaches the database."""
+
+    def __init__(self, cfg, seed, threads, dataset_id, job_id, frequency_hz, batch_size,
+                 cursor, budget_left, need, run, max_run, first_sample):
+        self.cfg, self.seed, self.threads = cfg, seed, threads
+        self.dataset_id, self.job_id, self.frequency_hz = dataset_id, job_id, frequency_hz
+        self.batch_size, self.cursor, self.budget_left = batch_size, cursor, budget_left
+        self.need, self.run, self.max_run, self.next_sample = need, run, max_run, first_sample
+        self.inputs = pack_config(cfg)
+        self.buffer = AttemptBatch.empty(batch_size, self.inputs.max_receivers)
+        self.number = 0
+        self.acceptance = 0.9  # running estimate, sizes the last batches (never the results)
+
+    def next(self) -> PackedBatch | None:
+        """The next batch, or None when the job needs nothing more or the budget is spent."""
+        if self.need <= 0 or self.budget_left <= 0 or self.run >= self.max_run:
+            return None
+        # Size a batch for what is still needed (results do not depend on it: C4).
+        wanted = int(self.need * 1.2 / max(self.acceptance, 0.02)) + 256
+        count = min(self.batch_size, self.budget_left, max(wanted, 1024))
+        batch = run_attempts(self.cfg, self.seed, self.cursor, count, threads=self.threads,
+                             inputs=self.inputs, out=self.buffer)
+        take, consumed, stalled, run = consume(batch, self.need, self.run, self.max_run)
+        rows = batch.take(take)
+        buffer = pack_feature_rows(rows, self.dataset_id, self.next_sample, self.job_id,
+                                   self.frequency_hz) if len(rows) else None
+        valid = int(batch.valid.sum())
+        self.acceptance = max(valid / count, 0.001)
+        self.number += 1
+        packed = PackedBatch(self.number, self.cursor, count, valid, consumed, rows, buffer,
+                             np.bincount(batch.reject_reason[:consumed],
+                                         minlength=len(REJECT_REASONS) + 1),
+                             run, stalled, self.next_sample)
+        self.cursor += consumed
+        self.budget_left -= consumed
+        self.need -= len(rows)
+        self.run = run
+        self.next_sample += len(rows)
+        return packed
+
+
+def default_job_threads() -> int:
+    """Kernel threads for a job: all cores but one, which the database's COPY needs (on a
+    2-core machine the kernel on one core still outruns PostgreSQL's ingest several times)."""
+    import os
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
+    job = _load_job(conn, job_id)
+    spec = job["config"]
+    cfg = GenerationConfig.from_dict(spec["config"])
+    seed, options = int(spec["seed"]), spec["options"]
+    threads = threads or default_job_threads()
+    device = _device(threads)
+    with conn.transaction():
+        ds = conn.execute(
+            "SELECT num_samples, next_attempt_index, quality_metrics FROM "
+            "heimdall.synthetic_datasets WHERE id = %s FOR UPDATE", (job["dataset_id"],)).fetchone()
+        num_samples, cursor, metrics = ds
+        offset = job["samples_offset"] if job["samples_offset"] is not None else num_samples
+        conn.execute(
+            "UPDATE heimdall.generation_jobs SET status = 'running', samples_offset = %s, "
+            "device = %s, started_at = coalesce(started_at, now()), heartbeat_at = now(), "
+            "error = NULL, stopped_reason = NULL, stop_message = NULL, finished_at = NULL, "
+            "cancel_requested = false WHERE id = %s", (offset, device, job_id))
+    requested = int(job["requested"])
+    generated, attempted = int(job["generated"]), int(job["attempted"])
+    rejections = {k: int(job["rejections"].get(k, 0)) for k in REJECT_REASONS}
+    max_attempts = int(options["max_attempts"])
+    max_run = int(options["max_consecutive_rejections"])
+    batch_size = int(options["batch_size"] or AUTO_BATCH_ATTEMPTS)
+    quality = QualityAggregates(metrics)
+    dataset_id = uuid.UUID(str(job["dataset_id"]))
+    if offset + generated != num_samples:
+        raise JobError(f"dataset {dataset_id} holds {num_samples} samples but this job expects "
+                       f"{offset + generated}: another job wrote to it in between")
+
+    if job["kind"] == "expand":
+        log.info("Expanding dataset %s (current samples: %d)", dataset_id, num_samples)
+    log.debug("[GENERATION DEBUG] Target: %d valid samples, max attempts: %d",
+              requested, max_attempts)
+    log.debug("[GENERATION DEBUG] Batch size: %d attempts, device: %s", batch_size, device)
+    emit({"type": "progress", "job_id": job_id, "status": "running",
+          "message": progress_text(offset, generated, requested), "generated": generated,
+          "requested": requested, "samples_offset": offset, "committed_count": num_samples})
+
+    producer = Producer(cfg, seed, threads, dataset_id, uuid.UUID(job_id), cfg.frequency_mhz * 1e6,
+                        batch_size, cursor, max_attempts - attempted, requested - generated,
+                        int(job["consecutive_rejections"]), max_run, offset + generated)
+    reason = error = None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heimdall-producer")
+    pending = None
+    try:
+        pending = pool.submit(producer.next)
+        while True:
+            packed = pending.result()
+            if packed is None:
+                reason = ("target_reached" if generated >= requested else
+                          "stalled" if producer.run >= max_run else "max_attempts")
+                break
+            pending = pool.submit(producer.next)  # the next batch is made while this one COPYs
+            k = len(packed.rows)
+            for i, name in enumerate(REJECT_REASONS, start=1):
+                rejections[name] += int(packed.rejections[i])
+            new_cursor = packed.first_attempt + packed.consumed
+            log.debug("[BATCH DEBUG] batch %d: attempts %d..%d, %d valid, %d consumed, %d kept",
+                      packed.number, packed.first_attempt,
+                      packed.first_attempt + packed.attempts - 1, packed.valid, packed.consumed, k)
+            if k:
+                log.debug("[DB SAVE DEBUG] About to save %d samples (indices %d..%d)",
+                          k, packed.sample_offset, packed.sample_offset + k - 1)
+            msg = progress_text(offset, generated + k, requested)
+            with conn.transaction():
+                with conn.cursor() as cur:
+                    if k:
+                        copy_batch(cur, packed.buffer)
+                    total = cur.execute(
+                        "UPDATE heimdall.synthetic_datasets SET num_samples = num_samples + %s, "
+                        "next_attempt_index = %s, quality_metrics = %s, updated_at = now() "
+                        "WHERE id = %s RETURNING num_samples",
+                        (k, new_cursor, Jsonb(quality.add(packed.rows)), dataset_id)).fetchone()[0]
+                    cancel_flag = cur.execute(
+                        "UPDATE heimdall.generation_jobs SET generated = generated + %s, "
+                        "attempted = attempted + %s, rejections = %s, consecutive_rejections = %s,"
+                        " progress_message = %s, heartbeat_at = now() WHERE id = %s "
+                        "RETURNING cancel_requested",
+                        (k, packed.consumed, Jsonb(rejections), packed.run_after, msg,
+                         job_id)).fetchone()[0]
+            generated += k
+            attempted += packed.consumed
+            if k:
+                log.debug("[DB SAVE DEBUG] Saved %d samples to database (%d total)", k, total)
+            log.info("Batch %d complete: %d valid samples | Total: %d/%d valid (%d attempted, "
+                     "%.1f%% success rate)", packed.number, k, generated, requested, attempted,
+                     100.0 * generated / max(attempted, 1))
+            log.debug("[DB COUNT DEBUG] Expected cumulative: %d, Actual in DB: %d",
+                      offset + generated, total)
+            log.debug("[PROGRESS DEBUG] %s", msg)
+            emit({"type": "batch", "job_id": job_id, "batch": packed.number, "saved": k,
+                  "generated": generated, "requested": requested, "attempted": attempted,
+                  "samples_offset": offset, "committed_count": total, "message": msg,
+                  "rejections": dict(rejections),
+                  "rate": generated / max(time.perf_counter() - t0, 1e-9)})
+            if packed.stalled:
+                reason = "stalled"
+                break
+            if cancel_flag or (cancel is not None and cancel.is_set()):
+                reason = "cancelled"
+                break
+    except BaseException as exc:  # the open batch rolled back with its transaction
+        reason, error = "failed", exc
+    finally:
+        if pending is not None:
+            pending.cancel()
+        pool.shutdown(wait=True)
+
+    return _finish(conn, job, job_id, reason, error, cfg, options, offset, requested,
+                   generated, attempted, rejections, device, t0, emit, events)
+
+
+def _finish(conn, job, job_id, reason, error, cfg, options, offset, requested, generated,
+            attempted, rejections, device, t0, emit, events) -> JobResult:
+    """Reconcile the counts with the table, record the job's final state, report."""
+    dataset_id = job["dataset_id"]
+    log.debug("[GENERATION COMPLETE DEBUG] generated=%d attempted=%d stopped_reason=%s",
+              generated, attempted, reason)
+    if conn.info.transaction_status != 0:  # the failed batch's transaction is still open
+        conn.rollback()
+    final_count = -1
+    if reason != "failed" or not _connection_broken(conn):
+        try:
+            final_count, meta_count = _final_count(conn, dataset_id, offset, generated)
+            log.debug("[FINAL COUNT DEBUG] samples_offset=%d, stats_generated=%d",
+                      offset, generated)
+            log.debug("Query returned actual_count=%d from database", final_count)
+            if final_count != offset + generated or meta_count != final_count:
+                log.error("[FINAL COUNT DEBUG] count mismatch: expected %d, dataset says %d, "
+                          "table holds %d", offset + generated, meta_count, final_count)
+                if reason != "failed":
+                    reason, error = "failed", JobError(
+                        f"count mismatch: expected {offset + generated}, dataset says "
+                        f"{meta_count}, table holds {final_count}")
+        except Exception as exc:  # noqa: BLE001 - recorded on the job below
+            if reason != "failed":
+                reason, error = "failed", exc
+    status = {"target_reached": "completed", "cancelled": "cancelled"}.get(reason, "failed")
+    message = stop_message(reason, generated, requested, attempted, rejections, cfg, options)
+    if error is not None:
+        message += f" Error: {type(error).__name__}: {error}"
+    duration = time.perf_counter() - t0
+    result = JobResult(job_id, status, reason, requested, generated, attempted, offset,
+                       final_count, rejections, message, device, duration, events)
+    _record_end(conn, job_id, status, reason, message, error)
+    emit({"type": "final", **_result_event(result)})
+    if error is not None:
+        log.error("Job %s failed: %s", job_id, message)
+        raise JobError(message) from (error if isinstance(error, Exception) else None)
+    return result
+
+
+def _connection_broken(conn) -> bool:
+    return conn.closed or conn.broken
+
+
+def _final_count(conn, dataset_id, offset: int, generated: int) -> tuple[int, int]:
+    """(actual rows, the dataset's num_samples). The rows of this job's index range are counted
+    through the (dataset_id, sample_index) index, and the range below it is certified by the
+    highest index below the offset: indices are unique and every job verified its own range,
+    so this equals COUNT(*) while costing O(job), not O(dataset) (SPEC 12; `validate` does the
+    full COUNT)."""
+    with conn.transaction():
+        meta = conn.execute("SELECT num_samples FROM heimdall.synthetic_datasets WHERE id = %s",
+                            (dataset_id,)).fetchone()[0]
+        new_rows = conn.execute(
+            "SELECT count(*) FROM heimdall.measurement_features WHERE dataset_id = %s "
+            "AND sample_index >= %s", (dataset_id, offset)).fetchone()[0]
+        below = conn.execute(
+            "SELECT max(sample_index) FROM heimdall.measurement_features WHERE dataset_id = %s "
+            "AND sample_index < %s", (dataset_id, offset)).fetchone()[0]
+    earlier = 0 if below is None else below + 1
+    return earlier + new_rows, meta
+
+
+def _record_end(conn, job_id, status, reason, message, error) -> None:
+    if _connection_broken(conn):
+        return  # the recovery on the next start marks it interrupted
+    with conn.transaction():
+        conn.execute(
+            "UPDATE heimdall.generation_jobs SET status = %s, stopped_reason = %s, "
+            "stop_message = %s, progress_message = %s, error = %s, finished_at = now(), "
+            "heartbeat_at = now() WHERE id = %s",
+            (status, reason, message, message, None if error is None else
+             f"{type(error).__name__}: {error}", job_id))
+

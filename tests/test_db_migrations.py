@@ -1,0 +1,170 @@
+"""Versioned migrations: idempotent, ordered, safe when run concurrently, checksums enforced."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from service.database import connect
+from service.migrations import (Migration, MigrationError, load_migrations, sql_dir, upgrade)
+
+
+def ledger(conn):
+    rows = conn.execute("SELECT version, name, checksum, applied_at "
+                        "FROM heimdall.schema_migrations ORDER BY version").fetchall()
+    conn.rollback()
+    return rows
+
+
+def test_sql_files_found_in_checkout():
+    migrations = load_migrations()
+    assert sql_dir().name == "sql"
+    assert [m.version for m in migrations][0] == 1
+    assert migrations[0].name == "schema"
+    assert [m.version for m in migrations] == sorted({m.version for m in migrations})
+
+
+def test_upgrade_is_idempotent(db_url):
+    with connect(db_url) as conn:
+        assert upgrade(conn) == [m.version for m in load_migrations()]
+        first = ledger(conn)
+        assert [(v, n, c) for v, n, c, _ in first] == [
+            (m.version, m.name, m.checksum) for m in load_migrations()]
+        assert upgrade(conn) == []
+        assert upgrade(conn) == []
+        assert ledger(conn) == first  # same rows, same applied_at
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'heimdall' "
+            "ORDER BY table_name").fetchall()
+        assert [t for (t,) in tables] == [
+            "generation_jobs", "measurement_features", "measurement_features_json",
+            "schema_migrations", "synthetic_datasets"]
+
+
+def test_concurrent_upgrades_are_serialised(db_url):
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def migrate():
+        try:
+            with connect(db_url) as conn:
+                barrier.wait()
+                results.append(upgrade(conn))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    versions = [m.version for m in load_migrations()]
+    assert sorted(results) == [[], versions]
+    with connect(db_url) as conn:
+        assert [v for v, *_ in ledger(conn)] == versions
+
+
+def test_changed_applied_migration_is_refused(db_url):
+    with connect(db_url) as conn:
+        upgrade(conn)
+        before = ledger(conn)
+        edited = [Migration(m.version, m.name, m.sql + "\n-- edited\n") for m in load_migrations()]
+        with pytest.raises(MigrationError, match="changed after it was applied"):
+            upgrade(conn, edited)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert ledger(conn) == before
+        # Line-ending conversion alone is not a change.
+        crlf = [Migration(m.version, m.name, m.sql.replace("\n", "\r\n"))
+                for m in load_migrations()]
+        assert upgrade(conn, crlf) == []
+
+
+def test_database_from_a_newer_release_is_refused(conn):
+    conn.execute("INSERT INTO heimdall.schema_migrations (version, name, checksum) "
+                 "VALUES (999, 'future', 'x')")
+    conn.commit()
+    with pytest.raises(MigrationError, match=r"\[999\]"):
+        upgrade(conn)
+
+
+def test_new_migration_files_apply_in_order(db_url, tmp_path):
+    for path in sql_dir().iterdir():
+        if path.name.endswith(".sql"):
+            shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "010_later.sql").write_text(
+        "ALTER TABLE heimdall.notes ADD COLUMN body text;\n")
+    (tmp_path / "009_notes.sql").write_text(
+        "CREATE TABLE heimdall.notes (id int PRIMARY KEY);\n")
+    (tmp_path / "README.txt").write_text("not a migration")
+    with connect(db_url) as conn:
+        base = upgrade(conn)
+        assert upgrade(conn, load_migrations(tmp_path)) == [9, 10]
+        assert upgrade(conn, load_migrations(tmp_path)) == []
+        assert [v for v, *_ in ledger(conn)] == base + [9, 10]
+        conn.execute("INSERT INTO heimdall.notes VALUES (1, 'hello')")
+
+
+def test_duplicate_versions_are_refused(tmp_path):
+    (tmp_path / "001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "01_b.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="two migrations with version 1"):
+        load_migrations(tmp_path)
+
+
+def test_failing_migration_leaves_nothing_behind(db_url, tmp_path):
+    (tmp_path / "001_ok.sql").write_text("CREATE SCHEMA IF NOT EXISTS heimdall;"
+                                         "CREATE TABLE heimdall.t (x int);")
+    (tmp_path / "002_broken.sql").write_text("CREATE TABLE heimdall.u (x no_such_type);")
+    with connect(db_url) as conn:
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            upgrade(conn, load_migrations(tmp_path))
+        assert conn.execute("SELECT to_regclass('heimdall.t'), "
+                            "to_regclass('heimdall.schema_migrations')").fetchone() == (None, None)
+
+
+def test_schema_constraints(conn):
+    def dataset(name, seed=1):
+        conn.execute("INSERT INTO heimdall.synthetic_datasets (id, name, seed, config) "
+                     "VALUES (%s, %s, %s, '{}')", (uuid.uuid4(), name, seed))
+
+    dataset("ok")
+    for name, seed in (("", 1), ("x" * 101, 1), ("negative seed", -1), ("ok", 2)):
+        with pytest.raises((psycopg.errors.CheckViolation, psycopg.errors.UniqueViolation)):
+            with conn.transaction():
+                dataset(name, seed)
+    dataset("x" * 100)
+    row = conn.execute("SELECT num_samples, next_attempt_index, quality_metrics "
+                       "FROM heimdall.synthetic_datasets WHERE name = 'ok'").fetchone()
+    assert row == (0, 0, {})
+    ds = conn.execute("SELECT id FROM heimdall.synthetic_datasets WHERE name = 'ok'").fetchone()[0]
+    conn.execute("INSERT INTO heimdall.generation_jobs (id, dataset_id, kind, requested) "
+                 "VALUES (%s, %s, 'create', 10)", (uuid.uuid4(), ds))
+    assert conn.execute("SELECT status, generated, attempted, rejections "
+                        "FROM heimdall.generation_jobs").fetchone() == ("pending", 0, 0, {})
+    for kind, status in (("shrink", "pending"), ("expand", "done")):
+        with pytest.raises(psycopg.errors.CheckViolation), conn.transaction():
+            conn.execute("INSERT INTO heimdall.generation_jobs (id, dataset_id, kind, status, "
+                         "requested) VALUES (%s, %s, %s, %s, 1)", (uuid.uuid4(), ds, kind, status))
+    indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'heimdall' "
+                           "AND tablename = 'measurement_features' ORDER BY 1").fetchall()
+    assert [i for (i,) in indexes] == ["measurement_features_dataset_sample_key",
+                                       "measurement_features_pkey"]
+    jobs_indexes = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'heimdall' "
+                                "AND tablename = 'generation_jobs'").fetchall()
+    assert any("(dataset_id, created_at)" in d for (d,) in jobs_indexes)
+
+
+def test_upgrade_needs_a_connection_outside_a_transaction(db_url):
+    with connect(db_url) as conn:
+        conn.execute("SELECT 1")
+        with pytest.raises(MigrationError, match="own transaction"):
+            upgrade(conn)
+        conn.rollback()
+        assert upgrade(conn) != []
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert upgrade(conn) == []
