@@ -158,9 +158,11 @@ def run_job(url: str, job_id, *, threads: int | None = None,
     """Run (or resume) a job to its end; return its final record.
 
     Waits, as 'queued', while another job holds the dataset. ``cancel`` (in-process) and the
-    job row's ``cancel_requested`` (any process) stop it after the current batch. An error
-    rolls back the open batch, records the job 'failed' with its committed counts, and raises
-    JobError. ``on_event`` receives progress, batch and final events (dicts).
+    job row's ``cancel_requested`` (any process) stop it after the current batch. A job that
+    stops short (budget, stall) ends 'failed' with its stop reason and a message saying what to
+    relax; it is returned, not raised. An error rolls back the open batch, records the job
+    'failed' with its committed counts and the error, and raises JobError. ``on_event``
+    receives progress, batch and final events (dicts).
     """
     job_id = str(job_id)
     t0 = time.perf_counter()

@@ -56,7 +56,7 @@ def sql_dir():
     The canonical files live in ``sql/`` at the repository root, next to the ``service``
     package; that is what a checkout or an editable install sees. An installed wheel has no
     repository root: setup.cfg ships the same files as package data of ``service``
-    (``service = sql/*.sql``, i.e. ``service/sql/``), which we find through importlib.resources.
+    (the package ``service.sql`` is mapped to ``sql/``), which we find through importlib.resources.
     """
     checkout = Path(__file__).resolve().parent.parent / "sql"
     if checkout.is_dir() and any(checkout.glob("*.sql")):

@@ -1,0 +1,369 @@
+"""The generation loop against a real PostgreSQL: contracts C1-C4 and C6, the operators' cases."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+
+from kernel import ConfigError
+from service import jobs
+from service import generation as gen
+from service.generation import JobError, run_job
+from service.request import ConflictError, GenerateRequest, NotFoundError
+
+DATA_COLUMNS = (
+    "sample_index, attempt_index, tx_latitude, tx_longitude, tx_altitude_m, tx_power_dbm, "
+    "frequency_hz, tx_known, num_receivers_in_sample, num_receivers_detected, mean_snr_db, gdop, "
+    "hdop, crb_m, overall_confidence, rx_id, rx_lat, rx_lon, rx_alt_m, distance_km, "
+    "signal_present, rssi_dbm, snr_db, rssi_std_db, rssi_min_dbm, rssi_max_dbm, noise_floor_dbm, "
+    "psd_dbm_per_hz, freq_offset_hz")
+STRICT = {"min_snr_db": 30.0, "min_receivers": 7, "max_gdop": 10.0}
+
+
+def submit(conn, **request):
+    return jobs.create_job(conn, GenerateRequest.from_dict(request))
+
+
+def generate(conn, url, name, n, **fields):
+    created = submit(conn, name=name, num_samples=n, **fields)
+    result = run_job(url, created["job_id"])
+    return created["dataset_id"], result
+
+
+def expand(conn, url, dataset_id, n, **fields):
+    created = submit(conn, expand_dataset_id=dataset_id, num_samples=n, **fields)
+    return run_job(url, created["job_id"])
+
+
+def rows(conn, dataset_id, columns=DATA_COLUMNS, where=""):
+    with conn.transaction():
+        return conn.execute(f"SELECT {columns} FROM heimdall.measurement_features WHERE "
+                            f"dataset_id = %s {where} ORDER BY sample_index",
+                            (dataset_id,)).fetchall()
+
+
+def counts(conn, dataset_id):
+    """(num_samples, COUNT(*)) read in one statement, so from one snapshot."""
+    with conn.transaction():
+        return conn.execute(
+            "SELECT num_samples, (SELECT count(*) FROM heimdall.measurement_features f "
+            "WHERE f.dataset_id = d.id) FROM heimdall.synthetic_datasets d WHERE id = %s",
+            (dataset_id,)).fetchone()
+
+
+def table_sizes(conn):
+    with conn.transaction():
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM heimdall.synthetic_datasets), "
+            "(SELECT count(*) FROM heimdall.generation_jobs), "
+            "(SELECT count(*) FROM heimdall.measurement_features)").fetchone()
+
+
+# ---- the operators' three cases ------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [10, 1000])
+def test_expansion_appends_and_counts_agree(conn, db_url, extra):
+    dataset_id, first = generate(conn, db_url, "test-expansion-base", 5, tx_power_dbm=5.0,
+                                 seed=11)
+    assert first.status == "completed" and first.final_count == 5
+    before = rows(conn, dataset_id, "*")
+    result = expand(conn, db_url, dataset_id, extra)
+    assert (result.status, result.stopped_reason) == ("completed", "target_reached")
+    assert (result.samples_offset, result.generated, result.final_count) == (5, extra, 5 + extra)
+    assert counts(conn, dataset_id) == (5 + extra, 5 + extra)
+    after = rows(conn, dataset_id, "*")
+    assert after[:5] == before  # the first five rows are untouched, every column
+    assert [r[0] for r in rows(conn, dataset_id, "sample_index")] == list(range(5 + extra))
+    assert jobs.validate_dataset(conn, dataset_id)["ok"]
+    assert gen.progress_text(5, extra, extra) == f"{5 + extra:,} / {5 + extra:,} (continued from 5)"
+
+
+def test_strict_expansion_stops_with_a_reason_and_loses_nothing(conn, db_url):
+    dataset_id, _ = generate(conn, db_url, "base", 5, seed=3)
+    before = rows(conn, dataset_id, "*")
+    result = expand(conn, db_url, dataset_id, 1000, **STRICT)
+    job = jobs.list_jobs(conn, dataset_id)[0]
+    assert (result.status, job["status"]) == ("failed", "failed")
+    assert job["stopped_reason"] == result.stopped_reason == "max_attempts"
+    assert job["attempted"] == 20_000 and 0 < job["generated"] < 1000
+    print(result.message)
+    assert "min_receivers" in job["stop_message"] and "lower min_receivers" in result.message
+    breakdown = job["rejections"]
+    assert sum(breakdown.values()) + job["generated"] == job["attempted"]
+    assert max(breakdown, key=breakdown.get) == "min_receivers"
+    n = 5 + job["generated"]
+    assert counts(conn, dataset_id) == (n, n)
+    assert rows(conn, dataset_id, "*")[:5] == before
+    assert jobs.validate_dataset(conn, dataset_id)["ok"]
+
+
+# ---- C4: determinism at the database ---------------------------------------------------------
+
+def test_five_then_a_thousand_equals_1005_at_once(conn, db_url):
+    split, _ = generate(conn, db_url, "split", 5, seed=2026)
+    expand(conn, db_url, split, 1000)
+    whole, _ = generate(conn, db_url, "whole", 1005, seed=2026)
+    assert rows(conn, split) == rows(conn, whole)
+    assert len(rows(conn, whole)) == 1005
+
+
+def test_batch_size_and_threads_do_not_change_rows(conn, db_url):
+    a, _ = generate(conn, db_url, "a", 3000, seed=77, use_random_receivers=True)
+    created = submit(conn, name="b", num_samples=3000, seed=77, use_random_receivers=True,
+                     batch_size=777)
+    run_job(db_url, created["job_id"], threads=2)
+    created = submit(conn, name="c", num_samples=3000, seed=77, use_random_receivers=True,
+                     batch_size=50_000)
+    run_job(db_url, created["job_id"], threads=1)
+    reference_rows = rows(conn, a)
+    assert rows(conn, created["dataset_id"]) == reference_rows
+    b = jobs.find_dataset(conn, "b")["id"]
+    assert rows(conn, b) == reference_rows
+
+
+def test_dataset_without_seed_gets_a_stored_random_one(conn, db_url):
+    dataset_id, _ = generate(conn, db_url, "unseeded", 10)
+    ds = jobs.get_dataset(conn, dataset_id)
+    assert 0 <= ds["seed"] < 2**63
+    other, _ = generate(conn, db_url, "seeded-same", 10, seed=ds["seed"])
+    assert rows(conn, other) == rows(conn, dataset_id)
+
+
+# ---- C3: counts agree at every commit --------------------------------------------------------
+
+def test_counts_agree_at_every_commit_seen_from_another_connection(conn, db_url):
+    created = submit(conn, name="watched", num_samples=20_000, seed=5, batch_size=2000)
+    seen, stop = [], threading.Event()
+
+    def watch():
+        with psycopg.connect(db_url, autocommit=True) as other:
+            while not stop.is_set():
+                seen.append(other.execute(
+                    "SELECT num_samples, (SELECT count(*) FROM heimdall.measurement_features f "
+                    "WHERE f.dataset_id = d.id), (SELECT generated + coalesce(samples_offset, 0)"
+                    " FROM heimdall.generation_jobs j WHERE j.id = %s) FROM "
+                    "heimdall.synthetic_datasets d WHERE d.id = %s",
+                    (created["job_id"], created["dataset_id"])).fetchone())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run_job(db_url, created["job_id"])
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.final_count == 20_000
+    distinct = sorted(set(seen))
+    print(f"{len(seen)} observations, {len(distinct)} distinct committed states")
+    assert len(distinct) >= 3  # it really watched the job go through several commits
+    assert all(meta == actual == job for meta, actual, job in seen)
+
+
+def _run_and_die(url, job_id, die_after):
+    """In a spawned process: run the job and SIGKILL ourselves after some commits."""
+    def on_event(event):
+        if event["type"] == "batch" and event["batch"] == die_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    run_job(url, job_id, on_event=on_event)
+
+
+def test_killed_between_batches_then_resumed(conn, db_url):
+    created = submit(conn, name="killed", num_samples=6000, seed=9, batch_size=1000)
+    child = multiprocessing.get_context("spawn").Process(
+        target=_run_and_die, args=(db_url, created["job_id"], 3))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -signal.SIGKILL
+    meta, actual = counts(conn, created["dataset_id"])
+    assert meta == actual > 0
+    assert jobs.get_job(conn, created["job_id"])["status"] == "running"
+    assert jobs.recover_interrupted(conn) == [created["job_id"]]
+    assert jobs.get_job(conn, created["job_id"])["status"] == "interrupted"
+    committed = rows(conn, created["dataset_id"], "*")
+    jobs.prepare_resume(conn, created["job_id"])
+    result = run_job(db_url, created["job_id"])
+    assert result.status == "completed" and result.final_count == 6000
+    assert rows(conn, created["dataset_id"], "*")[:len(committed)] == committed
+    straight, _ = generate(conn, db_url, "straight", 6000, seed=9)
+    assert rows(conn, created["dataset_id"]) == rows(conn, straight)
+
+
+def test_recovery_leaves_a_live_job_alone(conn, db_url):
+    created = submit(conn, name="live", num_samples=30_000, seed=4, batch_size=1000)
+    marked, started = [], threading.Event()
+
+    def on_event(event):
+        if event["type"] == "batch" and event["batch"] == 2:
+            marked.extend(jobs.recover_interrupted(psycopg.connect(db_url)))
+            started.set()
+
+    result = run_job(db_url, created["job_id"], on_event=on_event)
+    assert started.is_set() and marked == [] and result.status == "completed"
+
+
+# ---- C1: every stop reason -------------------------------------------------------------------
+
+def test_attempt_budget_is_exact(conn, db_url):
+    created = submit(conn, name="budget", num_samples=1000, max_attempts=1234, batch_size=500,
+                     **STRICT)
+    assert run_job(db_url, created["job_id"]).stopped_reason == "max_attempts"
+    job = jobs.get_job(conn, created["job_id"])
+    assert (job["status"], job["stopped_reason"], job["attempted"]) == ("failed", "max_attempts",
+                                                                          1234)
+    assert counts(conn, created["dataset_id"]) == (job["generated"],) * 2
+
+
+def test_stall_rule_counts_attempts(conn, db_url):
+    created = submit(conn, name="stall", num_samples=1000, max_consecutive_rejections=300,
+                     batch_size=10_000, min_receivers=7, min_snr_db=40.0)
+    result = run_job(db_url, created["job_id"])
+    job = jobs.get_job(conn, created["job_id"])
+    assert job["stopped_reason"] == result.stopped_reason == "stalled"
+    assert "300 attempts in a row" in result.message
+    assert job["consecutive_rejections"] == 300  # stopped at the attempt that made 300
+    ds = jobs.get_dataset(conn, created["dataset_id"])
+    assert ds["next_attempt_index"] == job["attempted"]
+    assert counts(conn, created["dataset_id"]) == (job["generated"],) * 2
+
+
+def test_consume_stops_exactly_at_target_and_at_stall():
+    from kernel import run_attempts
+    batch = run_attempts({}, 1, 0, 500)
+    take, consumed, stalled, run = gen.consume(batch, 7, 0, 10_000)
+    accepted = [i for i in range(500) if batch.valid[i]]
+    assert list(take) == accepted[:7] and consumed == accepted[6] + 1 and not stalled
+    strict = run_attempts({"min_receivers": 7, "min_snr_db": 40.0}, 1, 0, 2000)
+    take, consumed, stalled, run = gen.consume(strict, 1000, 95, 100)
+    assert stalled and run == 100 and consumed <= 2000
+    assert not strict.valid[consumed - 5:consumed].any()
+
+
+def test_cancel_stops_after_the_current_batch(conn, db_url):
+    created = submit(conn, name="cancel", num_samples=50_000, seed=1, batch_size=2000)
+    cancel = threading.Event()
+    t_cancel = []
+
+    def on_event(event):
+        if event["type"] == "batch" and event["batch"] == 2:
+            t_cancel.append(time.perf_counter())
+            jobs.request_cancel(psycopg.connect(db_url), created["job_id"])
+
+    result = run_job(db_url, created["job_id"], cancel=cancel, on_event=on_event)
+    elapsed = time.perf_counter() - t_cancel[0]
+    assert (result.status, result.stopped_reason) == ("cancelled", "cancelled")
+    assert 0 < result.generated < 50_000 and elapsed < 1.0
+    assert counts(conn, created["dataset_id"]) == (result.generated,) * 2
+    assert jobs.get_job(conn, created["job_id"])["status"] == "cancelled"
+
+
+def test_error_mid_batch_rolls_back_only_that_batch(conn, db_url, monkeypatch):
+    created = submit(conn, name="error", num_samples=10_000, seed=8, batch_size=1000)
+    real_copy, calls = gen.copy_batch, []
+
+    def flaky_copy(cur, buf):
+        calls.append(1)
+        real_copy(cur, buf)  # the rows go in ... and then the batch fails before its commit
+        if len(calls) == 3:
+            raise OSError("disk on fire")
+
+    monkeypatch.setattr(gen, "copy_batch", flaky_copy)
+    with pytest.raises(JobError, match="disk on fire"):
+        run_job(db_url, created["job_id"])
+    job = jobs.get_job(conn, created["job_id"])
+    assert job["status"] == "failed" and "disk on fire" in job["error"]
+    meta, actual = counts(conn, created["dataset_id"])
+    assert meta == actual == job["generated"] > 0
+    assert [r[0] for r in rows(conn, created["dataset_id"], "sample_index")] == list(range(meta))
+    monkeypatch.setattr(gen, "copy_batch", real_copy)
+    jobs.prepare_resume(conn, created["job_id"])
+    assert run_job(db_url, created["job_id"]).final_count == 10_000
+    straight, _ = generate(conn, db_url, "no-error", 10_000, seed=8)
+    assert rows(conn, created["dataset_id"]) == rows(conn, straight)
+
+
+# ---- refusals change nothing -----------------------------------------------------------------
+
+def test_name_taken_is_refused_and_nothing_appended(conn, db_url):
+    dataset_id, _ = generate(conn, db_url, "taken", 5)
+    sizes = table_sizes(conn)
+    with pytest.raises(ConflictError) as err:
+        submit(conn, name="taken", num_samples=10)
+    assert err.value.code == "name_taken" and err.value.fields == ["name"]
+    assert table_sizes(conn) == sizes and counts(conn, dataset_id) == (5, 5)
+
+
+def test_conflicting_expansion_refused_unless_overridden(conn, db_url):
+    dataset_id, _ = generate(conn, db_url, "defined", 5, seed=1)
+    sizes = table_sizes(conn)
+    with pytest.raises(ConflictError) as err:
+        submit(conn, expand_dataset_id=dataset_id, num_samples=5, frequency_mhz=433.0,
+               num_chunks=3)
+    assert err.value.fields == ["frequency_mhz", "num_chunks"]
+    assert table_sizes(conn) == sizes
+    # filters may change for one job without override, and are recorded
+    created = submit(conn, expand_dataset_id=dataset_id, num_samples=5, min_snr_db=6.0)
+    assert created["overrides"] == {"min_snr_db": {"dataset": 3.0, "job": 6.0}}
+    run_job(db_url, created["job_id"])
+    created = submit(conn, expand_dataset_id=dataset_id, num_samples=5, frequency_mhz=433.0,
+                     allow_parameter_override=True)
+    assert jobs.get_job(conn, created["job_id"])["overrides"] == {
+        "frequency_mhz": {"dataset": 145.0, "job": 433.0}}
+    run_job(db_url, created["job_id"])
+    assert counts(conn, dataset_id) == (15, 15)
+    stored = jobs.get_dataset(conn, dataset_id)["config"]
+    assert stored["frequency_mhz"] == 145.0 and stored["min_snr_db"] == 3.0  # dataset unchanged
+
+
+def test_unknown_dataset_and_bad_values_change_nothing(conn, db_url):
+    sizes = table_sizes(conn)
+    with pytest.raises(NotFoundError) as err:
+        submit(conn, expand_dataset_id="00000000-0000-7000-8000-000000000000", num_samples=5)
+    assert err.value.field == "expand_dataset_id"
+    for bad, field in [({"num_samples": 0}, "num_samples"), ({"num_samples": "5"}, "num_samples"),
+                       ({"frequency_mhz": 0.5}, "frequency_mhz"), ({"bogus": 1}, "bogus"),
+                       ({"seed": -1}, "seed"), ({"max_attempts": 2}, "max_attempts"),
+                       ({"receivers": []}, "receivers"), ({"name": ""}, "name")]:
+        request = {"name": "x", "num_samples": 5, **bad}
+        with pytest.raises(ConfigError) as err:
+            submit(conn, **request)
+        assert err.value.field == field
+    with pytest.raises(ConfigError) as err:
+        GenerateRequest.from_dict({"num_samples": 5})
+    assert err.value.field == "name"
+    assert table_sizes(conn) == sizes
+
+
+# ---- C6: one dataset, one job at a time ------------------------------------------------------
+
+def test_two_jobs_on_one_dataset_run_one_after_the_other(conn, db_url):
+    dataset_id, _ = generate(conn, db_url, "shared", 5, seed=6)
+    first = submit(conn, expand_dataset_id=dataset_id, num_samples=8000, batch_size=1000)
+    second = submit(conn, expand_dataset_id=dataset_id, num_samples=3000, batch_size=1000)
+    statuses, results = [], {}
+
+    def run(created):
+        results[created["job_id"]] = run_job(db_url, created["job_id"], on_event=lambda e: (
+            statuses.append((created["job_id"], e.get("status"))) if e["type"] == "status"
+            else None))
+
+    started = threading.Event()
+    t1 = threading.Thread(target=lambda: (run(first)))
+    t1.start()
+    while jobs.get_job(conn, first["job_id"])["status"] != "running":
+        time.sleep(0.02)
+    t2 = threading.Thread(target=lambda: (started.set(), run(second)))
+    t2.start()
+    t1.join()
+    t2.join()
+    assert (second["job_id"], "queued") in statuses
+    a, b = results[first["job_id"]], results[second["job_id"]]
+    assert a.samples_offset == 5 and b.samples_offset == 5 + 8000
+    assert counts(conn, dataset_id) == (11_005, 11_005)
+    straight, _ = generate(conn, db_url, "straight", 11_005, seed=6)
+    assert rows(conn, dataset_id) == rows(conn, straight)
