@@ -346,9 +346,6 @@ def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
     batch_size = int(options["batch_size"] or AUTO_BATCH_ATTEMPTS)
     quality = QualityAggregates(metrics)
     dataset_id = uuid.UUID(str(job["dataset_id"]))
-    if offset + generated != num_samples:
-        raise JobError(f"dataset {dataset_id} holds {num_samples} samples but this job expects "
-                       f"{offset + generated}: another job wrote to it in between")
 
     if job["kind"] == "expand":
         log.info("Expanding dataset %s (current samples: %d)", dataset_id, num_samples)
@@ -366,6 +363,11 @@ def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heimdall-producer")
     pending = None
     try:
+        if offset + generated != num_samples:
+            raise JobError(
+                f"dataset {dataset_id} holds {num_samples:,} samples but this job would continue"
+                f" at {offset + generated:,}: another job wrote to it since; start a new "
+                f"expansion for the {requested - generated:,} samples still wanted")
         pending = pool.submit(producer.next)
         while True:
             packed = pending.result()

@@ -367,3 +367,19 @@ def test_two_jobs_on_one_dataset_run_one_after_the_other(conn, db_url):
     assert counts(conn, dataset_id) == (11_005, 11_005)
     straight, _ = generate(conn, db_url, "straight", 11_005, seed=6)
     assert rows(conn, dataset_id) == rows(conn, straight)
+
+
+def test_resume_after_another_job_moved_the_dataset_is_refused_clearly(conn, db_url):
+    dataset_id, _ = generate(conn, db_url, "moved", 5, seed=12)
+    created = submit(conn, expand_dataset_id=dataset_id, num_samples=5000, batch_size=1000)
+    cancel = threading.Event()
+    run_job(db_url, created["job_id"], cancel=cancel,
+            on_event=lambda e: cancel.set() if e["type"] == "batch" else None)
+    expand(conn, db_url, dataset_id, 10)
+    jobs.prepare_resume(conn, created["job_id"])
+    with pytest.raises(JobError, match="another job wrote to it since"):
+        run_job(db_url, created["job_id"])
+    job = jobs.get_job(conn, created["job_id"])
+    assert job["status"] == "failed" and "new expansion" in job["error"]
+    meta, actual = counts(conn, dataset_id)
+    assert meta == actual and jobs.validate_dataset(conn, dataset_id)["ok"]

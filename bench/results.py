@@ -1,0 +1,41 @@
+"""What every benchmark script shares: the machine line and bench/RESULTS.md sections."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    """CPU model and core count, Python and the numeric stack."""
+    import numba
+    import numpy as np
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"numba {numba.__version__}, numpy {np.__version__}")
+
+
+def record(key: str, title: str, lines: list[str]) -> None:
+    """Replace (or append) the section ``key`` of bench/RESULTS.md, dated."""
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    section = "\n".join([begin, f"## {title}", "",
+                         f"Measured {dt.date.today().isoformat()}.", "", *lines, end])
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if begin in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    RESULTS.write_text(text)
+    print(f"recorded in {RESULTS}")
