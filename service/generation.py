@@ -119,7 +119,12 @@ def consume(batch: AttemptBatch, need: int, run_before: int, max_run: int):
 
 
 class QualityAggregates:
-    """Running sums of a dataset's sample quality, kept in synthetic_datasets.quality_metrics."""
+    """Running sums of a dataset's sample quality, kept in synthetic_datasets.quality_metrics.
+
+    Only finite values are summed, and each field counts its finite values: a valid sample's
+    CRB is +inf when exactly three receivers detect and the transmitter sits on their
+    circumcircle (inverted about the transmitter, u_i / d_i fall on a line, so RSS with unknown
+    power cannot fix the position though the GDOP geometry is fine)."""
 
     FIELDS = ("gdop", "hdop", "crb_m", "mean_snr_db", "overall_confidence")
 
@@ -129,6 +134,7 @@ class QualityAggregates:
         self.m.setdefault("sum_detected_receivers", 0)
         for f in self.FIELDS:
             self.m.setdefault(f"sum_{f}", 0.0)
+            self.m.setdefault(f"finite_{f}", 0)
         self.m.setdefault("min_gdop", None)
         self.m.setdefault("max_gdop", None)
 
@@ -137,13 +143,21 @@ class QualityAggregates:
             self.m["samples"] += len(rows)
             self.m["sum_detected_receivers"] += int(rows.n_detected.sum())
             for f in self.FIELDS:
-                self.m[f"sum_{f}"] += float(np.sum(getattr(rows, f)))
-            lo, hi = float(rows.gdop.min()), float(rows.gdop.max())
-            self.m["min_gdop"] = lo if self.m["min_gdop"] is None else min(lo, self.m["min_gdop"])
-            self.m["max_gdop"] = hi if self.m["max_gdop"] is None else max(hi, self.m["max_gdop"])
-        n = max(self.m["samples"], 1)
-        self.m.update({f"mean_{f}": self.m[f"sum_{f}"] / n for f in self.FIELDS})
-        self.m["mean_detected_receivers"] = self.m["sum_detected_receivers"] / n
+                values = getattr(rows, f)
+                finite = values[np.isfinite(values)]
+                self.m[f"sum_{f}"] += float(finite.sum())
+                self.m[f"finite_{f}"] += int(finite.size)
+            gdop = rows.gdop[np.isfinite(rows.gdop)]
+            if gdop.size:
+                lo, hi = float(gdop.min()), float(gdop.max())
+                self.m["min_gdop"] = lo if self.m["min_gdop"] is None else min(lo, self.m["min_gdop"])
+                self.m["max_gdop"] = hi if self.m["max_gdop"] is None else max(hi, self.m["max_gdop"])
+        for f in self.FIELDS:
+            count = self.m[f"finite_{f}"]
+            self.m[f"mean_{f}"] = self.m[f"sum_{f}"] / count if count else None
+        samples = self.m["samples"]
+        self.m["mean_detected_receivers"] = (self.m["sum_detected_receivers"] / samples
+                                             if samples else None)
         return self.m
 
 

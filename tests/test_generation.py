@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -383,3 +384,14 @@ def test_resume_after_another_job_moved_the_dataset_is_refused_clearly(conn, db_
     assert job["status"] == "failed" and "new expansion" in job["error"]
     meta, actual = counts(conn, dataset_id)
     assert meta == actual and jobs.validate_dataset(conn, dataset_id)["ok"]
+
+
+def test_quality_aggregates_skip_infinite_values():
+    from kernel import run_attempts
+    from kernel.layout import F_CRB
+    batch = run_attempts({}, 1, 0, 200).accepted()
+    batch.scalars[0, F_CRB] = float("inf")
+    agg = gen.QualityAggregates(None).add(batch)
+    assert agg["finite_crb_m"] == len(batch) - 1 and np.isfinite(agg["sum_crb_m"])
+    import json
+    json.dumps(agg, allow_nan=False)  # what PostgreSQL's jsonb accepts
