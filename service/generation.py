@@ -62,10 +62,12 @@ class JobResult:
     device: str
     duration_s: float
     events: list = field(default_factory=list)
+    generated_this_run: int = 0
 
     @property
     def samples_per_second(self) -> float:
-        return self.generated / self.duration_s if self.duration_s > 0 else 0.0
+        """Of this run (a resumed job's earlier runs are not in duration_s)."""
+        return self.generated_this_run / self.duration_s if self.duration_s > 0 else 0.0
 
 
 class JobError(RuntimeError):
@@ -238,14 +240,15 @@ def _set_status(conn, job_id: str, status: str, message: str) -> None:
 
 
 def _finish_unstarted(conn, job, reason, t0, emit, events) -> JobResult:
+    """A job cancelled before it ran a batch (while pending or queued)."""
+    message = f"Cancelled before it started; {job['generated']:,} samples were generated."
     with conn.transaction():
         conn.execute("UPDATE heimdall.generation_jobs SET status = 'cancelled', stopped_reason = "
-                     "'cancelled', stop_message = 'Cancelled while queued; nothing was generated.',"
-                     " finished_at = now() WHERE id = %s", (str(job["id"]),))
+                     "'cancelled', stop_message = %s, progress_message = %s, "
+                     "finished_at = now() WHERE id = %s", (message, message, str(job["id"])))
     result = JobResult(str(job["id"]), "cancelled", "cancelled", job["requested"],
                        job["generated"], job["attempted"], job["samples_offset"] or 0, -1,
-                       job["rejections"], "Cancelled while queued; nothing was generated.",
-                       "none", time.perf_counter() - t0, events)
+                       job["rejections"], message, "none", time.perf_counter() - t0, events)
     emit({"type": "final", **_result_event(result)})
     return result
 
@@ -336,6 +339,12 @@ def default_job_threads() -> int:
 
 def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
     job = _load_job(conn, job_id)
+    if job["status"] == "cancelled" or job["cancel_requested"] or (cancel is not None
+                                                                   and cancel.is_set()):
+        return _finish_unstarted(conn, job, "cancelled", t0, emit, events)
+    if job["status"] not in ("pending", "queued", "running"):
+        raise JobError(f"job {job_id} is {job['status']}: resume it first (only interrupted, "
+                       "cancelled or failed jobs can be resumed)")
     spec = job["config"]
     cfg = GenerationConfig.from_dict(spec["config"])
     seed, options = int(spec["seed"]), spec["options"]
@@ -350,8 +359,8 @@ def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
         conn.execute(
             "UPDATE heimdall.generation_jobs SET status = 'running', samples_offset = %s, "
             "device = %s, started_at = coalesce(started_at, now()), heartbeat_at = now(), "
-            "error = NULL, stopped_reason = NULL, stop_message = NULL, finished_at = NULL, "
-            "cancel_requested = false WHERE id = %s", (offset, device, job_id))
+            "error = NULL, stopped_reason = NULL, stop_message = NULL, finished_at = NULL "
+            "WHERE id = %s", (offset, device, job_id))
     requested = int(job["requested"])
     generated, attempted = int(job["generated"]), int(job["attempted"])
     rejections = {k: int(job["rejections"].get(k, 0)) for k in REJECT_REASONS}
@@ -480,7 +489,8 @@ def _finish(conn, job, job_id, reason, error, cfg, options, offset, requested, g
         message += f" Error: {type(error).__name__}: {error}"
     duration = time.perf_counter() - t0
     result = JobResult(job_id, status, reason, requested, generated, attempted, offset,
-                       final_count, rejections, message, device, duration, events)
+                       final_count, rejections, message, device, duration, events,
+                       generated - int(job["generated"]))
     _record_end(conn, job_id, status, reason, message, error)
     emit({"type": "final", **_result_event(result)})
     if error is not None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from kernel.config import ConfigError, check_value
+
 from .copy_rows import new_dataset_id
 from .generation import lock_key
 from .request import ConflictError, GenerateRequest, NotFoundError, config_of, resolve_expansion
@@ -81,16 +83,27 @@ def _rows(cur) -> list[dict]:
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
+def uuid_of(value, field: str) -> str:
+    """A job or dataset id in canonical form; ConfigError naming the field otherwise."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ConfigError(field, f"is not a valid UUID: {value!r}") from None
+
+
 def get_job(conn, job_id) -> dict:
+    job_id = uuid_of(job_id, "job_id")
     with conn.transaction():
         rows = _rows(conn.execute("SELECT * FROM heimdall.generation_jobs WHERE id = %s",
-                                  (str(job_id),)))
+                                  (job_id,)))
     if not rows:
         raise NotFoundError(f"no job {job_id}", field="job_id")
     return rows[0]
 
 
 def list_jobs(conn, dataset_id=None, limit: int = 100) -> list[dict]:
+    if dataset_id is not None:
+        dataset_id = uuid_of(dataset_id, "dataset_id")
     with conn.transaction():
         if dataset_id is None:
             return _rows(conn.execute("SELECT * FROM heimdall.generation_jobs "
@@ -111,6 +124,7 @@ DATASET_COLUMNS = ("id, name, description, dataset_type, seed, config, num_sampl
 
 
 def get_dataset(conn, dataset_id, with_count: bool = True) -> dict:
+    dataset_id = uuid_of(dataset_id, "dataset_id")
     with conn.transaction():
         rows = _rows(conn.execute(f"SELECT {DATASET_COLUMNS} FROM heimdall.synthetic_datasets "
                                   "WHERE id = %s", (str(dataset_id),)))
@@ -124,7 +138,7 @@ def get_dataset(conn, dataset_id, with_count: bool = True) -> dict:
 def find_dataset(conn, ref: str) -> dict:
     """A dataset by id or by name."""
     try:
-        return get_dataset(conn, uuid.UUID(ref))
+        return get_dataset(conn, uuid.UUID(str(ref)))
     except (ValueError, NotFoundError):
         with conn.transaction():
             row = conn.execute("SELECT id FROM heimdall.synthetic_datasets WHERE name = %s",
@@ -150,6 +164,7 @@ def list_datasets(conn, with_counts: bool = True) -> list[dict]:
 def validate_dataset(conn, dataset_id) -> dict:
     """Metadata count against a real COUNT, index density and duplicates."""
     ds = get_dataset(conn, dataset_id, with_count=False)
+    dataset_id = ds["id"]
     with conn.transaction():
         count, lo, hi, distinct = conn.execute(
             "SELECT count(*), min(sample_index), max(sample_index), count(DISTINCT sample_index) "
@@ -166,27 +181,35 @@ def validate_dataset(conn, dataset_id) -> dict:
 
 
 def request_cancel(conn, job_id) -> dict:
-    """Ask a job to stop; the loop sees it at its next commit. A pending job is cancelled now."""
+    """Ask a job to stop; the loop sees it at its next commit (or before it starts)."""
+    job_id = uuid_of(job_id, "job_id")
     with conn.transaction():
-        row = conn.execute(
-            "UPDATE heimdall.generation_jobs SET cancel_requested = true WHERE id = %s "
-            "RETURNING status", (str(job_id),)).fetchone()
+        row = conn.execute("SELECT status FROM heimdall.generation_jobs WHERE id = %s FOR UPDATE",
+                           (job_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no job {job_id}", field="job_id")
         if row[0] not in ACTIVE:
             raise ConflictError(f"job {job_id} is {row[0]}; only a pending, queued or running "
                                 "job can be cancelled", ["status"], code="not_active")
+        conn.execute("UPDATE heimdall.generation_jobs SET cancel_requested = true WHERE id = %s",
+                     (job_id,))
     return get_job(conn, job_id)
 
 
 def prepare_resume(conn, job_id) -> dict:
-    """Check a job can be resumed and mark it pending again (its counts stay)."""
+    """Check a job can be resumed and mark it pending again (its counts stay).
+
+    Interrupted, cancelled and failed jobs can; so can a 'pending' job that no process is
+    running (its creator died before starting it): the job's advisory lock tells."""
+    job_id = uuid_of(job_id, "job_id")
     with conn.transaction():
         row = conn.execute("SELECT status FROM heimdall.generation_jobs WHERE id = %s FOR UPDATE",
-                           (str(job_id),)).fetchone()
+                           (job_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no job {job_id}", field="job_id")
-        if row[0] not in RESUMABLE:
+        orphan = row[0] == "pending" and conn.execute(
+            f"SELECT pg_try_advisory_xact_lock({lock_key('job', '%s')})", (job_id,)).fetchone()[0]
+        if row[0] not in RESUMABLE and not orphan:
             raise ConflictError(f"job {job_id} is {row[0]}; only an interrupted, cancelled or "
                                 "failed job can be resumed", ["status"], code="not_resumable")
         conn.execute("UPDATE heimdall.generation_jobs SET status = 'pending', "
@@ -220,6 +243,7 @@ def recover_interrupted(conn) -> list[str]:
 
 
 def delete_dataset(conn, dataset_id) -> None:
+    dataset_id = uuid_of(dataset_id, "dataset_id")
     with conn.transaction():
         ds = conn.execute("SELECT id FROM heimdall.synthetic_datasets WHERE id = %s FOR UPDATE",
                           (str(dataset_id),)).fetchone()
@@ -235,7 +259,7 @@ def delete_dataset(conn, dataset_id) -> None:
 
 
 def rename_dataset(conn, dataset_id, name: str) -> dict:
-    from kernel.config import check_value
+    dataset_id = uuid_of(dataset_id, "dataset_id")
     name = check_value("name", name)
     with conn.transaction():
         taken = conn.execute("SELECT id FROM heimdall.synthetic_datasets WHERE name = %s AND "

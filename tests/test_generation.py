@@ -395,3 +395,19 @@ def test_quality_aggregates_skip_infinite_values():
     assert agg["finite_crb_m"] == len(batch) - 1 and np.isfinite(agg["sum_crb_m"])
     import json
     json.dumps(agg, allow_nan=False)  # what PostgreSQL's jsonb accepts
+
+
+def test_cancel_before_start_is_honoured_and_orphans_can_resume(conn, db_url):
+    created = submit(conn, name="early", num_samples=50, seed=1)
+    jobs.request_cancel(conn, created["job_id"])
+    result = run_job(db_url, created["job_id"])
+    assert (result.status, result.generated) == ("cancelled", 0)
+    assert counts(conn, created["dataset_id"]) == (0, 0)
+    orphan = submit(conn, name="orphan", num_samples=50, seed=1)  # its creator "died"
+    jobs.prepare_resume(conn, orphan["job_id"])
+    assert run_job(db_url, orphan["job_id"]).final_count == 50
+    with pytest.raises(JobError, match="already completed"):
+        run_job(db_url, orphan["job_id"])
+    with pytest.raises(ConfigError) as err:
+        jobs.get_job(conn, "not-a-uuid")
+    assert err.value.field == "job_id"
