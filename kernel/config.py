@@ -83,7 +83,7 @@ def _check_receivers(name: str, value: Any, p: Param) -> tuple:
     if not p.lo <= len(value) <= p.hi:
         raise ConfigError(name, f"needs {p.lo:g} to {p.hi:g} receivers, got {len(value)}")
     out, seen = [], set()
-    limits = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "alt_m": (-500.0, 9000.0)}
+    limits = D.RECEIVER_LIMITS
     for i, rx in enumerate(value):
         where = f"{name}[{i}]"
         if not isinstance(rx, Mapping):

@@ -26,6 +26,9 @@ DEFAULT_RECEIVERS = (
     {"name": "Milano - Baggio", "lat": 45.478, "lon": 9.123, "alt_m": 120.0},
 )
 
+#: Limits of each receiver's coordinates in a ``receivers`` list.
+RECEIVER_LIMITS = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "alt_m": (-500.0, 9000.0)}
+
 TX_ANTENNAS = ("whip", "rubber_duck", "portable_directional")
 RX_ANTENNAS = ("omni_vertical", "yagi", "log_periodic", "collinear")
 DATASET_TYPES = ("feature_based",)  # "iq_raw" arrives with its own issue

@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
             ).add_argument("job", metavar="JOB", help="job id")
     command("resume", cmd_resume, "continue a stopped job to its original target"
             ).add_argument("job", metavar="JOB", help="job id")
+    srv = command("serve", cmd_serve, "serve the HTTP API (waitress; loopback unless a token "
+                  "is set in HEIMDALL_SYNTH_API_TOKEN)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                     "127.0.0.1; any other needs HEIMDALL_SYNTH_API_TOKEN)")
+    srv.add_argument("--port", default="8000", help="port (default 8000)")
+    srv.add_argument("--workers", default=None, help="jobs run at once (default 2)")
     db = command("db", None, "database maintenance")
     db_sub = db.add_subparsers(dest="action", metavar="ACTION", required=True)
     db_sub.add_parser("upgrade", help="apply the SQL migrations", parents=[sub_common]
@@ -465,6 +471,26 @@ def cmd_validate(args) -> int:
         report = validate_dataset(conn, find_dataset(conn, args.dataset)["id"])
     _emit_json(report) if args.json else _print_fields(report)
     return 0 if report["ok"] else 1
+
+
+def cmd_serve(args) -> int:
+    """The HTTP service in the foreground until Ctrl-C or SIGTERM (jobs then stop at their
+    next batch and are recorded interrupted, resumable)."""
+    from .server import UnsafeBindError, serve
+    port = _positive_int("port", args.port)
+    if port > 65535:
+        raise ConfigError("port", f"must be at most 65535, got {port}")
+    workers = None if args.workers is None else _positive_int("workers", args.workers)
+    if args.verbose:
+        logging.getLogger("heimdall").setLevel(logging.DEBUG)
+    else:
+        logging.getLogger("heimdall").setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # serve() installs its own handler
+    try:
+        serve(args.host, port, args.database_url, workers=workers)
+    except UnsafeBindError as exc:
+        return _fail(args, 2, "unsafe_bind", "host", str(exc))
+    return 0
 
 
 def cmd_db_upgrade(args) -> int:

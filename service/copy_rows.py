@@ -192,14 +192,21 @@ def _compact(buf, first, itemsize, starts, lengths):
 
 def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
                       job_id: uuid.UUID | None, frequency_hz: float,
-                      created_at: datetime | None = None) -> memoryview:
-    """The binary COPY data (for ``COPY_SQL``) of every row of ``batch``.
+                      created_at: datetime | None = None, rows=None,
+                      out: np.ndarray | None = None) -> memoryview:
+    """The binary COPY data (for ``COPY_SQL``) of every row of ``batch`` (or of ``rows``).
 
     ``batch`` is an AttemptBatch of accepted samples only (``run_attempts(...).accepted()``), in
-    attempt order; row k becomes sample ``first_sample_index + k``. ``job_id`` None stores NULL.
-    ``created_at`` (timezone-aware; default now) is stored on every row. Receiver slots with
-    ``rx_id == -1`` (padding) are not stored. Returns a memoryview over a fresh uint8 array.
+    attempt order; row k becomes sample ``first_sample_index + k``. Or ``rows`` (an index array
+    of accepted attempts, in attempt order) picks them out of a whole kernel batch without
+    copying it first. ``job_id`` None stores NULL. ``created_at`` (timezone-aware; default now)
+    is stored on every row. Receiver slots with ``rx_id == -1`` (padding) are not stored.
+    Returns a memoryview over a fresh uint8 array, or over ``out`` (a uint8 array reused from
+    batch to batch, so a long job does not fault in fresh pages for every batch) when it is
+    large enough (``packed_size``).
     """
+    if rows is not None:
+        batch = _RowView(batch, np.asarray(rows))
     if not np.all(batch.valid):
         raise ValueError("pack only accepted samples: pass batch.accepted()")
     n, slots = batch.rx_id.shape
@@ -214,7 +221,8 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
 
     dtype = _row_dtype(slots, job_id is None)
     first = len(SIGNATURE)
-    out = np.empty(first + n * dtype.itemsize + len(TRAILER), np.uint8)
+    size = first + n * dtype.itemsize + len(TRAILER)
+    out = out[:size] if out is not None and len(out) >= size else np.empty(size, np.uint8)
     out[:first] = np.frombuffer(SIGNATURE, np.uint8)
     template = _template_row(dtype, slots, dataset_id, job_id, float(frequency_hz),
                              _timestamp_us(created_at))
@@ -246,6 +254,21 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
         end = _compact(out, first, dtype.itemsize, np.array(starts, np.int64), lengths)
     out[end:end + len(TRAILER)] = np.frombuffer(TRAILER, np.uint8)
     return memoryview(out)[:end + len(TRAILER)]
+
+
+def packed_size(rows: int, slots: int) -> int:
+    """Bytes pack_feature_rows needs at most for ``rows`` rows of ``slots`` receivers."""
+    return len(SIGNATURE) + rows * _row_dtype(slots, False).itemsize + len(TRAILER)
+
+
+class _RowView:
+    """The rows ``index`` of an AttemptBatch, taken column by column as they are read."""
+
+    def __init__(self, batch, index):
+        self._batch, self._index = batch, index
+
+    def __getattr__(self, name):
+        return getattr(self._batch, name)[self._index]
 
 
 def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK) -> int:

@@ -218,16 +218,35 @@ def prepare_resume(conn, job_id) -> dict:
     return get_job(conn, job_id)
 
 
+def mark_stopped(conn, job_id, from_status: str, status: str, message: str) -> bool:
+    """Record the end of a job that a runner stopped without running it (or that it stops at
+    shutdown): only when the job is still ``from_status``. Returns whether it changed."""
+    with conn.transaction():
+        return conn.execute(
+            "UPDATE heimdall.generation_jobs SET status = %s, stopped_reason = %s, "
+            "stop_message = %s, progress_message = %s, finished_at = now(), "
+            "heartbeat_at = now() WHERE id = %s AND status = %s",
+            (status, status, message, message, str(job_id), from_status)).rowcount == 1
+
+
+#: A 'pending' job older than this whose advisory lock is free has lost its creator.
+ORPHAN_AFTER_S = 60
+
+
 def recover_interrupted(conn) -> list[str]:
     """Mark 'interrupted' every active job no live process holds (SPEC 9, contract C5).
 
-    A running job's process holds a session advisory lock on the job; when the process dies,
-    PostgreSQL releases it. So a job whose lock we can take has no owner.
+    A running job's process holds a session advisory lock on the job (a service holds it for
+    the jobs waiting in its pool too); when the process dies, PostgreSQL releases it. So a job
+    whose lock we can take has no owner. A 'pending' job is only taken for an orphan once it is
+    ORPHAN_AFTER_S old, so the moment between creating a job and starting it is never misread.
     """
     marked = []
     with conn.transaction():
         ids = [r[0] for r in conn.execute(
-            "SELECT id FROM heimdall.generation_jobs WHERE status IN ('queued', 'running')")]
+            "SELECT id FROM heimdall.generation_jobs WHERE status IN ('queued', 'running') OR "
+            "(status = 'pending' AND created_at < now() - make_interval(secs => %s))",
+            (ORPHAN_AFTER_S,))]
     for job_id in ids:
         with conn.transaction():
             got = conn.execute(f"SELECT pg_try_advisory_xact_lock({lock_key('job', '%s')})",

@@ -391,7 +391,8 @@ def test_quality_aggregates_skip_infinite_values():
     from kernel.layout import F_CRB
     batch = run_attempts({}, 1, 0, 200).accepted()
     batch.scalars[0, F_CRB] = float("inf")
-    agg = gen.QualityAggregates(None).add(batch)
+    agg = gen.QualityAggregates(None).add(
+        gen.QualityAggregates.partial(batch, np.arange(len(batch))))
     assert agg["finite_crb_m"] == len(batch) - 1 and np.isfinite(agg["sum_crb_m"])
     import json
     json.dumps(agg, allow_nan=False)  # what PostgreSQL's jsonb accepts

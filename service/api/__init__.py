@@ -1,0 +1,154 @@
+"""The HTTP API's blueprints (one per resource) and the helpers they share.
+
+Blueprints: ``meta`` (/api/health, /api/openapi.json), ``jobs`` (/generate and /jobs...),
+``datasets`` (/datasets...), all but meta under ``/api/training/synthetic``. Views raise; the
+app's one error handler (``service.app``) turns every exception into the JSON error body.
+
+Nothing here imports the Numba kernel at import time: the generation loop is imported when a
+job first runs (Numba's OpenMP layer forbids forking after a kernel ran; the app never forks,
+but a module import must not start the kernel either).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, g, request
+
+from kernel.config import ConfigError
+
+API_PREFIX = "/api/training/synthetic"
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_INT = re.compile(r"[0-9]{1,18}")
+
+
+class ApiError(Exception):
+    """An HTTP error with its JSON body: {"error": code, "message": text, "field": name?}."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict | None = None, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
+        self.extra = extra
+
+
+@dataclass
+class ServiceState:
+    """What the app factory sets up: the database handle, its URL and the job pool."""
+
+    db: Any            # service.database handle (.url, .close())
+    url: str
+    runner: Any        # service.api.runner.JobRunner
+    token: str | None  # API token (None: no auth; only loopback serving allowed)
+    events_poll_s: float
+    events_keepalive_s: float
+    closed: bool = False
+    stopping: bool = False  # set first when the server stops: event streams end
+
+
+def state() -> ServiceState:
+    return current_app.extensions["heimdall"]
+
+
+def get_db():
+    """This request's PostgreSQL connection (autocommit off; closed at the end of the request)."""
+    if "db" not in g:
+        from service.database import connect
+        g.db = connect(state().url)
+    return g.db
+
+
+def close_db(exc=None) -> None:
+    conn = g.pop("db", None)
+    if conn is not None:
+        conn.close()
+
+
+def store():
+    """service.jobs, imported on first use (it imports the generation loop and Numba)."""
+    from service import jobs
+    return jobs
+
+
+def parse_uuid(value: str, field: str) -> str:
+    """A UUID from a path or query parameter: 8-4-4-4-12 hex digits, else 422 naming it."""
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise ConfigError(field, f"must be a UUID (8-4-4-4-12 hex digits), got {value!r}")
+    return str(uuid.UUID(value))
+
+
+def query_args(allowed: tuple[str, ...]) -> dict:
+    """The query string, refusing unknown and repeated parameters (422 naming them)."""
+    args = request.args
+    for name in args:
+        if name not in allowed:
+            raise ConfigError(name, f"unknown query parameter; allowed: {', '.join(allowed)}"
+                              if allowed else "unknown query parameter; this endpoint takes none")
+        if len(args.getlist(name)) > 1:
+            raise ConfigError(name, "given more than once")
+    return {k: args[k] for k in args}
+
+
+def int_arg(args: dict, name: str, default: int, lo: int, hi: int | None) -> int:
+    if name not in args:
+        return default
+    text = args[name]
+    if not _INT.fullmatch(text):
+        raise ConfigError(name, f"must be an integer{f' in [{lo}, {hi}]' if hi else f' >= {lo}'}"
+                                f", got {text!r}")
+    value = int(text)
+    if value < lo or (hi is not None and value > hi):
+        raise ConfigError(name, f"{value} is out of range "
+                                f"{f'[{lo}, {hi}]' if hi is not None else f'>= {lo}'}")
+    return value
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicates(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def read_json(required: bool = True) -> Any:
+    """The request body as JSON: 415 unless it is application/json, 400 when malformed.
+
+    With ``required=False`` an empty body is None (any Content-Type)."""
+    data = request.get_data(cache=True)
+    if not data and not required:
+        return None
+    if request.mimetype != "application/json":
+        got = request.content_type or "none"
+        raise ApiError(415, "unsupported_media_type",
+                       f"the body must be JSON sent with Content-Type: application/json "
+                       f"(got {got})")
+    try:
+        text = data.decode(request.mimetype_params.get("charset", "utf-8"))
+        return json.loads(text, parse_constant=_reject_constant,
+                          object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise ApiError(400, "malformed_json", f"the body is not UTF-8 text: {exc}") from None
+    except ValueError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def no_body() -> None:
+    """For actions that take no body: accept none, or an empty JSON object."""
+    body = read_json(required=False)
+    if body is None or body == {}:
+        return
+    if not isinstance(body, dict):
+        raise ConfigError(None, "this endpoint takes no body (or an empty JSON object)")
+    raise ConfigError(sorted(body)[0], "unknown field; this endpoint takes no body")

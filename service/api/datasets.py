@@ -1,0 +1,92 @@
+"""Datasets: GET /datasets, GET/PATCH/DELETE /datasets/{id}, GET /datasets/{id}/samples,
+GET /datasets/{id}/validate."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from kernel.config import ConfigError
+
+from . import API_PREFIX, get_db, int_arg, parse_uuid, query_args, read_json, store
+from .serialize import dataset_json, sample_json
+
+bp = Blueprint("datasets", __name__, url_prefix=API_PREFIX)
+
+MAX_PAGE = 1000
+
+# The page's sample indices come from the table (index scan, LIMIT/OFFSET), then only those rows
+# go through the JSON view, so the view's per-receiver JSON is built for the page alone.
+SAMPLES_SQL = (
+    "SELECT v.* FROM heimdall.measurement_features_json v WHERE v.dataset_id = %(id)s AND "
+    "v.sample_index IN (SELECT f.sample_index FROM heimdall.measurement_features f WHERE "
+    "f.dataset_id = %(id)s ORDER BY f.sample_index LIMIT %(limit)s OFFSET %(offset)s) "
+    "ORDER BY v.sample_index")
+
+
+@bp.get("/datasets")
+def list_datasets():
+    query_args(())
+    rows = store().list_datasets(get_db())
+    return jsonify({"datasets": [dataset_json(r) for r in rows], "count": len(rows)})
+
+
+@bp.get("/datasets/<dataset_id>")
+def get_dataset(dataset_id):
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    query_args(())
+    return jsonify(dataset_json(store().get_dataset(get_db(), dataset_id)))
+
+
+@bp.patch("/datasets/<dataset_id>")
+def rename_dataset(dataset_id):
+    """Rename: {"name": "new name"} (409 when another dataset has it)."""
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    query_args(())
+    body = read_json()
+    if not isinstance(body, dict):
+        raise ConfigError(None, 'the body must be a JSON object {"name": "..."}')
+    for key in body:
+        if key != "name":
+            raise ConfigError(str(key), "unknown field; only name can be changed")
+    if "name" not in body:
+        raise ConfigError("name", "is required")
+    conn = get_db()
+    store().get_dataset(conn, dataset_id, with_count=False)  # 404 first
+    return jsonify(dataset_json(store().rename_dataset(conn, dataset_id, body["name"])))
+
+
+@bp.delete("/datasets/<dataset_id>")
+def delete_dataset(dataset_id):
+    """Delete a dataset and its samples (409 while a job on it is pending, queued or running)."""
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    query_args(())
+    store().delete_dataset(get_db(), dataset_id)
+    return jsonify({"id": dataset_id, "deleted": True})
+
+
+@bp.get("/datasets/<dataset_id>/samples")
+def samples(dataset_id):
+    """Rows of heimdall.measurement_features_json ordered by sample_index."""
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    args = query_args(("limit", "offset"))
+    limit = int_arg(args, "limit", 100, 1, MAX_PAGE)
+    offset = int_arg(args, "offset", 0, 0, None)
+    conn = get_db()
+    ds = store().get_dataset(conn, dataset_id, with_count=False)
+    with conn.transaction():
+        cur = conn.execute(SAMPLES_SQL, {"id": dataset_id, "limit": limit, "offset": offset})
+        names = [c.name for c in cur.description]
+        rows = [sample_json(dict(zip(names, r))) for r in cur.fetchall()]
+    total = ds["num_samples"]
+    return jsonify({"dataset_id": dataset_id, "limit": limit, "offset": offset,
+                    "num_samples": total, "count": len(rows),
+                    "next_offset": offset + len(rows) if offset + len(rows) < total else None,
+                    "samples": rows})
+
+
+@bp.get("/datasets/<dataset_id>/validate")
+def validate(dataset_id):
+    """Metadata count against a real COUNT(*), index density and duplicates."""
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    query_args(())
+    return jsonify(store().validate_dataset(get_db(), dataset_id))

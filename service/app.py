@@ -1,0 +1,175 @@
+"""The Flask application factory of the HTTP service (SPEC 10).
+
+``create_app(config)`` sets up everything a request needs, once:
+
+* the database: ``config["DATABASE_URL"]``, else ``open_database()`` ($DATABASE_URL, else the
+  embedded PostgreSQL); migrations are applied and jobs left running by a dead process are
+  marked ``interrupted`` (``jobs.recover_interrupted``) before the app is returned;
+* the background job pool (``service.api.runner.JobRunner``, ``JOB_WORKERS`` threads);
+* the blueprints (one per resource, ``service.api``);
+* ONE error handler turning every exception into ``{"error": code, "message": text,
+  "field": name?}`` (409s add ``"fields"``); a 500 never shows a traceback;
+* bearer-token auth for state-changing requests when a token is configured.
+
+``close_app(app)`` stops the job pool and lets go of the database. Config keys (all optional):
+DATABASE_URL, API_TOKEN (default $HEIMDALL_SYNTH_API_TOKEN), JOB_WORKERS (2), KERNEL_THREADS
+(None: the loop's default), EVENTS_POLL_S (0.25), EVENTS_KEEPALIVE_S (10), MAX_CONTENT_LENGTH
+(1 MiB). Importing this module does not import the Numba kernel.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from typing import Any
+
+import psycopg
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from kernel.config import ConfigError
+from service.request import ConflictError, NotFoundError
+
+from .api import ApiError, ServiceState, close_db
+from .api.serialize import JSONProviderStrict
+
+log = logging.getLogger("heimdall.service")
+
+TOKEN_ENV = "HEIMDALL_SYNTH_API_TOKEN"
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+DEFAULTS: dict[str, Any] = {
+    "DATABASE_URL": None,
+    "JOB_WORKERS": 2,
+    "KERNEL_THREADS": None,
+    "EVENTS_POLL_S": 0.25,
+    "EVENTS_KEEPALIVE_S": 10.0,
+    "MAX_CONTENT_LENGTH": 1 << 20,
+}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask("service", static_folder=None)
+    app.config.from_mapping(DEFAULTS)
+    app.config["API_TOKEN"] = os.environ.get(TOKEN_ENV) or None
+    app.config.update(config or {})
+    app.json = JSONProviderStrict(app)
+
+    from service.database import ExternalDatabase, connect, open_database
+    from service.migrations import upgrade
+
+    url = app.config["DATABASE_URL"]
+    db = ExternalDatabase(url) if url else open_database()
+    try:
+        with connect(db.url, autocommit=True) as conn:
+            applied = upgrade(conn)
+            if applied:
+                log.info("applied migrations %s", applied)
+            from service.jobs import recover_interrupted
+            for job_id in recover_interrupted(conn):
+                log.warning("job %s was left running by a process that ended: marked "
+                            "interrupted (POST .../jobs/%s/resume continues it)", job_id, job_id)
+        from .api.runner import JobRunner
+        runner = JobRunner(db.url, workers=int(app.config["JOB_WORKERS"]),
+                           threads=app.config["KERNEL_THREADS"])
+    except BaseException:
+        db.close()
+        raise
+    app.extensions["heimdall"] = ServiceState(
+        db=db, url=db.url, runner=runner, token=app.config["API_TOKEN"] or None,
+        events_poll_s=float(app.config["EVENTS_POLL_S"]),
+        events_keepalive_s=float(app.config["EVENTS_KEEPALIVE_S"]))
+
+    from .api import datasets, jobs, meta
+    for blueprint in (meta.bp, jobs.bp, datasets.bp):
+        app.register_blueprint(blueprint)
+    app.before_request(_authorize)
+    app.teardown_appcontext(close_db)
+    app.register_error_handler(Exception, handle_error)
+    return app
+
+
+def close_app(app: Flask, timeout: float = 10.0) -> None:
+    """Stop the job pool (running jobs stop at their next batch and are recorded interrupted)
+    and let go of the database (an embedded server stops when no process uses it)."""
+    state = app.extensions.get("heimdall")
+    if state is None or state.closed:
+        return
+    state.stopping = state.closed = True
+    try:
+        state.runner.close(timeout)
+    finally:
+        state.db.close()
+
+
+def _authorize():
+    """With a token configured, POST/PUT/PATCH/DELETE need ``Authorization: Bearer <token>``:
+    401 when it is missing, 403 when it is wrong. GETs stay open."""
+    token = app_state_token()
+    if token is None or request.method not in STATE_CHANGING:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="heimdall-synth"'}
+    if not header or scheme.lower() != "bearer" or not given.strip():
+        raise ApiError(401, "unauthorized", "this request changes state: send the API token as "
+                       "'Authorization: Bearer <token>'", headers=challenge)
+    if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
+        raise ApiError(403, "forbidden", "the API token is wrong", headers=challenge)
+    return None
+
+
+def app_state_token() -> str | None:
+    from flask import current_app
+    return current_app.extensions["heimdall"].token
+
+
+def _error_code(exc: HTTPException) -> str:
+    return {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+            413: "payload_too_large", 415: "unsupported_media_type"}.get(
+        exc.code or 500, (exc.name or "error").lower().replace(" ", "_"))
+
+
+def handle_error(exc: Exception):
+    """THE error handler: every failure as {"error", "message", "field"?} with its status."""
+    body: dict[str, Any]
+    headers: dict = {}
+    if isinstance(exc, ApiError):
+        status, body, headers = exc.status, {"error": exc.code, "message": exc.message,
+                                             **exc.extra}, exc.headers
+        if exc.field:
+            body["field"] = exc.field
+    elif isinstance(exc, ConfigError):
+        status, body = 422, {"error": "invalid_field" if exc.field else "invalid_request",
+                             "message": str(exc)}
+        if exc.field:
+            body["field"] = exc.field
+    elif isinstance(exc, NotFoundError):
+        status, body = 404, {"error": "not_found", "message": str(exc)}
+        if exc.field:
+            body["field"] = exc.field
+    elif isinstance(exc, ConflictError):
+        status, body = 409, {"error": exc.code, "message": str(exc), "fields": exc.fields}
+        if len(exc.fields) >= 1:
+            body["field"] = exc.fields[0]
+    elif isinstance(exc, HTTPException):
+        status = exc.code or 500
+        body = {"error": _error_code(exc), "message": exc.description or exc.name}
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        if status == 405 and getattr(exc, "valid_methods", None):
+            body["message"] = (f"{request.method} is not allowed here; allowed: "
+                               f"{', '.join(sorted(exc.valid_methods))}")
+    elif isinstance(exc, psycopg.OperationalError):
+        log.error("database unavailable in %s %s: %s", request.method, request.path, exc)
+        status, body = 503, {"error": "database_unavailable",
+                             "message": "the database does not answer; try again later"}
+    else:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        status, body = 500, {"error": "internal_error",
+                             "message": "internal server error; the service log has the details"}
+    response = jsonify(body)
+    response.status_code = status
+    for key, value in headers.items():
+        response.headers[key] = value
+    return response

@@ -1,0 +1,280 @@
+"""What the HTTP tests share: a real waitress server on a free port (in a thread, or as a
+subprocess started the spawn-safe way), a tiny HTTP client on http.client, an SSE reader, and
+database probes. No test lives here; the other test_http_* modules import from it."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from service.app import create_app
+from service.server import ServerThread
+
+API = "/api/training/synthetic"
+ROOT = Path(__file__).resolve().parent.parent
+DATA_COLUMNS = (
+    "sample_index, attempt_index, tx_latitude, tx_longitude, tx_altitude_m, tx_power_dbm, "
+    "frequency_hz, tx_known, num_receivers_in_sample, num_receivers_detected, mean_snr_db, gdop, "
+    "hdop, crb_m, overall_confidence, rx_id, rx_lat, rx_lon, rx_alt_m, distance_km, "
+    "signal_present, rssi_dbm, snr_db, rssi_std_db, rssi_min_dbm, rssi_max_dbm, noise_floor_dbm, "
+    "psd_dbm_per_hz, freq_offset_hz")
+TERMINAL = ("completed", "failed", "cancelled", "interrupted")
+
+
+class Reply:
+    def __init__(self, status: int, headers, body: bytes):
+        self.status, self.headers, self.raw = status, headers, body
+        ctype = headers.get("Content-Type", "")
+        self.json = json.loads(body) if body and ctype.startswith("application/json") else None
+
+    def __repr__(self):
+        return f"<Reply {self.status} {self.json if self.json is not None else self.raw[:200]}>"
+
+
+class Client:
+    """Real HTTP to ``base`` (http://host:port). Paths not starting with /api get API in front."""
+
+    def __init__(self, base: str, token: str | None = None):
+        parts = urlsplit(base)
+        self.base, self.host, self.port, self.token = base, parts.hostname, parts.port, token
+
+    def _path(self, path: str) -> str:
+        return path if path.startswith("/api") else API + path
+
+    def request(self, method: str, path: str, body=None, *, raw: bytes | None = None,
+                content_type: str | None = "application/json", headers=None,
+                token: str | None = None, timeout: float = 30) -> Reply:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        h = dict(headers or {})
+        if data is not None and content_type:
+            h["Content-Type"] = content_type
+        token = token if token is not None else self.token
+        if token:
+            h.setdefault("Authorization", f"Bearer {token}")
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, self._path(path), body=data, headers=h)
+            resp = conn.getresponse()
+            return Reply(resp.status, resp.headers, resp.read())
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def patch(self, path, body=None, **kw):
+        return self.request("PATCH", path, body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    # ---- jobs
+
+    def generate(self, **request) -> dict:
+        reply = self.post("/generate", request)
+        assert reply.status == 202, reply
+        return reply.json
+
+    def job(self, job_id) -> dict:
+        reply = self.get(f"/jobs/{job_id}")
+        assert reply.status == 200, reply
+        return reply.json
+
+    def wait(self, job_id, statuses=TERMINAL, timeout=60, every=0.02, seen=None) -> dict:
+        """Poll GET /jobs/{id} until its status is one of ``statuses``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if seen is not None:
+                seen.append(job["status"])
+            if job["status"] in statuses:
+                return job
+            assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+            time.sleep(every)
+
+    def wait_running(self, job_id, min_generated=1, timeout=60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] == "running" and job["generated"] >= min_generated:
+                return job
+            assert job["status"] not in TERMINAL, f"job ended before the test could act: {job}"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    def events(self, job_id, timeout=60) -> list[tuple[float, str, dict]]:
+        """Read GET /jobs/{id}/events to its end: [(seconds since connect, event, data)]."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        t0 = time.monotonic()
+        out: list = []
+        try:
+            conn.request("GET", self._path(f"/jobs/{job_id}/events"))
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.read()
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            name, data = None, []
+            while True:
+                line = resp.fp.readline()
+                if not line:
+                    break
+                line = line.decode().rstrip("\n")
+                if line == "":
+                    if name is not None:
+                        out.append((time.monotonic() - t0, name, json.loads("\n".join(data))))
+                    name, data = None, []
+                elif line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    data.append(line[6:])
+        finally:
+            conn.close()
+        return out
+
+
+# ---- servers
+
+@pytest.fixture
+def heimdall_log():
+    """Records of the 'heimdall' loggers (DEBUG and up) while the test runs."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("heimdall")
+    handler, level = Keep(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def start_server(db_url, **config) -> ServerThread:
+    app = create_app({"DATABASE_URL": db_url, "JOB_WORKERS": 2, "API_TOKEN": None, **config})
+    return ServerThread(app, "127.0.0.1", 0, threads=8).start()
+
+
+@pytest.fixture
+def server(db_url):
+    srv = start_server(db_url)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def api(server):
+    return Client(server.url)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -c "from service.server import serve; serve(...)"`` in a new process."""
+
+    def __init__(self, db_url: str, log_path: Path, port: int | None = None, env=None):
+        self.port = port or free_port()
+        code = f"from service.server import serve; serve('127.0.0.1', {self.port}, {db_url!r})"
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        environ = {k: v for k, v in os.environ.items() if k != "HEIMDALL_SYNTH_API_TOKEN"}
+        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**environ, **(env or {})})
+        self.client = Client(f"http://127.0.0.1:{self.port}")
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, f"server exited: {log_path.read_text()}"
+            try:
+                if self.client.get("/api/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait(30) == -signal.SIGKILL
+        self._log.close()
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
+        self._log.close()
+        return code
+
+
+# ---- database probes
+
+def table_sizes(db_url) -> tuple:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM heimdall.synthetic_datasets), "
+            "(SELECT count(*) FROM heimdall.generation_jobs), "
+            "(SELECT count(*) FROM heimdall.measurement_features)").fetchone()
+
+
+def db_state(db_url) -> tuple:
+    """Row counts of the three tables and the datasets' and jobs' rows, to prove a refused
+    request changed nothing."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        datasets = conn.execute("SELECT id, name, description, num_samples, next_attempt_index, "
+                                "updated_at FROM heimdall.synthetic_datasets ORDER BY id").fetchall()
+        jobs = conn.execute("SELECT id, status, generated, attempted, cancel_requested FROM "
+                            "heimdall.generation_jobs ORDER BY id").fetchall()
+    return table_sizes(db_url), datasets, jobs
+
+
+def counts(db_url, dataset_id) -> tuple:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT num_samples, (SELECT count(*) FROM heimdall.measurement_features f "
+            "WHERE f.dataset_id = d.id) FROM heimdall.synthetic_datasets d WHERE id = %s",
+            (dataset_id,)).fetchone()
+
+
+def row_digests(db_url, dataset_id) -> list[tuple]:
+    """(sample_index, md5 of every data column) ordered by sample_index: comparing these lists
+    compares every data column of every row (text output of floats is exact)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            f"SELECT sample_index, md5(ROW({DATA_COLUMNS})::text) FROM "
+            "heimdall.measurement_features WHERE dataset_id = %s ORDER BY sample_index",
+            (dataset_id,)).fetchall()
+
+
+def wait_for_locks_released(db_url, timeout=20) -> None:
+    """Until no session holds a heimdall advisory lock (a killed process's backends exit when
+    PostgreSQL notices the closed socket)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                           "database = (SELECT oid FROM pg_database WHERE datname = "
+                           "current_database())").fetchone()[0]:
+            assert time.monotonic() < deadline, "advisory locks were not released"
+            time.sleep(0.05)
