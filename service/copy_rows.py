@@ -272,14 +272,20 @@ class _RowView:
 
 
 def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK) -> int:
-    """COPY a ``pack_feature_rows`` buffer into heimdall.measurement_features; rows written.
+    """COPY ``pack_feature_rows`` data into heimdall.measurement_features; rows written.
 
-    Runs inside the cursor's current transaction: the caller commits (together with the
-    dataset's counters, contract C3). An overlapping sample index fails the COPY with
-    psycopg.errors.UniqueViolation.
+    ``buffer`` is one packed buffer, or a list of them sent as ONE statement (each keeps its
+    rows; the signatures and trailers between them are dropped). Runs inside the cursor's
+    current transaction: the caller commits (together with the dataset's counters, contract
+    C3). An overlapping sample index fails the COPY with psycopg.errors.UniqueViolation.
     """
-    view = memoryview(buffer).cast("B")
+    buffers = buffer if isinstance(buffer, list) else [buffer]
+    views = [memoryview(b).cast("B") for b in buffers]
+    rows = [v[len(SIGNATURE):len(v) - len(TRAILER)] for v in views]
     with cursor.copy(COPY_SQL) as copy:
-        for start in range(0, len(view), chunk_size):
-            copy.write(view[start:start + chunk_size])
+        copy.write(SIGNATURE)
+        for view in rows:
+            for start in range(0, len(view), chunk_size):
+                copy.write(view[start:start + chunk_size])
+        copy.write(TRAILER)
     return cursor.rowcount

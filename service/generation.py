@@ -26,13 +26,14 @@ from psycopg.types.json import Jsonb
 from kernel import REJECT_REASONS, GenerationConfig
 from kernel.batch import AttemptBatch, pack_config, run_attempts
 
-from .copy_rows import copy_batch, pack_feature_rows, packed_size
+from .copy_rows import copy_batch, pack_feature_rows
 from .database import connect
 
 log = logging.getLogger("heimdall.generation")
 
 AUTO_BATCH_ATTEMPTS = 50_000    # ~0.1 s of kernel, ~0.7 s of COPY here: cancel under 1 s
 FIRST_BATCH_ATTEMPTS = 8_192    # then x4 per batch up to the batch size
+CHUNK_ATTEMPTS = 8_192          # the producer's unit of work within a batch
 QUEUE_POLL_S = 0.2
 ADVICE = {
     "tx_off": "the transmitter is off in 0-20 % of attempts by design (duty cycle); nothing to relax",
@@ -157,6 +158,12 @@ class QualityAggregates:
         part["min_gdop"] = float(gdop.min()) if gdop.size else None
         part["max_gdop"] = float(gdop.max()) if gdop.size else None
         return part
+
+    def sums(self) -> dict:
+        """The sums alone, in the form ``partial`` makes (to merge into another)."""
+        keys = ["samples", "sum_detected_receivers", "min_gdop", "max_gdop"]
+        keys += [f"{kind}_{f}" for f in self.FIELDS for kind in ("sum", "finite")]
+        return {k: self.m[k] for k in keys}
 
     def add(self, part: dict) -> dict:
         """Merge a batch's partial sums; return the metrics to store."""
@@ -292,7 +299,7 @@ class PackedBatch:
     consumed: int         # attempts the job uses (the cursor moves by this)
     kept: int             # samples it stores
     quality: dict         # their quality sums (QualityAggregates.partial)
-    buffer: object        # their binary COPY data (None when there are none)
+    buffer: object        # their binary COPY data, a list of chunks (None when there are none)
     rejections: np.ndarray  # by reason code, over the consumed attempts
     run_after: int        # rejected attempts in a row after this batch
     stalled: bool
@@ -304,7 +311,12 @@ class Producer:
     """Stage one of the pipeline, in its own thread: kernel -> consume -> pack, one batch
     ahead of the committer. It follows the job's state (cursor, still needed, rejected run)
     on the assumption that each batch commits; if one does not, the job stops and whatever
-    the producer made ahead is dropped, so nothing speculative ever reaches the database."""
+    the producer made ahead is dropped, so nothing speculative ever reaches the database.
+
+    A batch is made in chunks of CHUNK_ATTEMPTS attempts, each packed into its own COPY buffer,
+    so the producer's working set stays small (it shares the machine's caches with the
+    database backend ingesting the previous batch) and no large array is allocated per batch.
+    """
 
     def __init__(self, cfg, seed, threads, dataset_id, job_id, frequency_hz, batch_size,
                  cursor, budget_left, need, run, max_run, first_sample):
@@ -313,11 +325,7 @@ class Producer:
         self.batch_size, self.cursor, self.budget_left = batch_size, cursor, budget_left
         self.need, self.run, self.max_run, self.next_sample = need, run, max_run, first_sample
         self.inputs = pack_config(cfg)
-        # Every large array is allocated once per job and reused: fresh ones would be mapped
-        # and faulted in page by page for every batch (a third of the producer's time here).
-        self.buffer = AttemptBatch.empty(batch_size, self.inputs.max_receivers)
-        self.copy_buffers = [np.empty(packed_size(batch_size, self.inputs.max_receivers),
-                                      np.uint8) for _ in range(2)]
+        self.buffer = AttemptBatch.empty(CHUNK_ATTEMPTS, self.inputs.max_receivers)
         self.number = 0
         self.acceptance = 0.9  # running estimate, sizes the last batches (never the results)
 
@@ -332,27 +340,36 @@ class Producer:
         wanted = int(self.need * 1.2 / max(self.acceptance, 0.02)) + 256
         ramp = FIRST_BATCH_ATTEMPTS * 4 ** self.number
         count = min(self.batch_size, self.budget_left, ramp, max(wanted, 1024))
-        batch = run_attempts(self.cfg, self.seed, self.cursor, count, threads=self.threads,
-                             inputs=self.inputs, out=self.buffer)
-        take, consumed, stalled, run = consume(batch, self.need, self.run, self.max_run)
-        # Two COPY buffers: this batch's is filled while the committer sends the previous one.
-        buffer = pack_feature_rows(batch, self.dataset_id, self.next_sample, self.job_id,
-                                   self.frequency_hz, rows=take,
-                                   out=self.copy_buffers[self.number % 2]) if len(take) else None
-        valid = int(batch.valid.sum())
-        self.acceptance = max(valid / count, 0.001)
+        first_attempt, first_sample = self.cursor, self.next_sample
+        chunks, evaluated, valid, consumed, kept, stalled = [], 0, 0, 0, 0, False
+        rejections = np.zeros(len(REJECT_REASONS) + 1, np.int64)
+        quality = QualityAggregates(None)
+        while evaluated < count and self.need > 0 and not stalled:
+            n = min(CHUNK_ATTEMPTS, count - evaluated)
+            batch = run_attempts(self.cfg, self.seed, self.cursor, n, threads=self.threads,
+                                 inputs=self.inputs, out=self.buffer)
+            take, used, stalled, self.run = consume(batch, self.need, self.run, self.max_run)
+            if len(take):
+                chunks.append(pack_feature_rows(batch, self.dataset_id, self.next_sample,
+                                                self.job_id, self.frequency_hz, rows=take))
+                quality.add(QualityAggregates.partial(batch, take))
+            rejections += np.bincount(batch.reject_reason[:used],
+                                      minlength=len(REJECT_REASONS) + 1)
+            evaluated += n
+            valid += int(batch.valid.sum())
+            consumed += used
+            kept += len(take)
+            self.cursor += used
+            self.budget_left -= used
+            self.need -= len(take)
+            self.next_sample += len(take)
+            if used < n:  # target reached or stalled inside this chunk
+                break
+        self.acceptance = max(valid / max(evaluated, 1), 0.001)
         self.number += 1
-        packed = PackedBatch(self.number, self.cursor, count, valid, consumed, len(take),
-                             QualityAggregates.partial(batch, take), buffer,
-                             np.bincount(batch.reject_reason[:consumed],
-                                         minlength=len(REJECT_REASONS) + 1),
-                             run, stalled, self.next_sample, time.perf_counter() - t0)
-        self.cursor += consumed
-        self.budget_left -= consumed
-        self.need -= len(take)
-        self.run = run
-        self.next_sample += len(take)
-        return packed
+        return PackedBatch(self.number, first_attempt, evaluated, valid, consumed, kept,
+                           quality.sums(), chunks or None, rejections, self.run, stalled,
+                           first_sample, time.perf_counter() - t0)
 
 
 PRODUCER_NICENESS = 10
