@@ -481,10 +481,9 @@ def cmd_serve(args) -> int:
     if port > 65535:
         raise ConfigError("port", f"must be at most 65535, got {port}")
     workers = None if args.workers is None else _positive_int("workers", args.workers)
-    if args.verbose:
-        logging.getLogger("heimdall").setLevel(logging.DEBUG)
-    else:
-        logging.getLogger("heimdall").setLevel(logging.INFO)
+    logger = logging.getLogger("heimdall")
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logger.propagate = False  # main() gave it a handler; serve() may configure the root too
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # serve() installs its own handler
     try:
         serve(args.host, port, args.database_url, workers=workers)
