@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 import uuid
 from pathlib import Path
 
@@ -73,9 +74,11 @@ def prebuilt_rows(conn, dataset_id, batches):
     return accepted, [saved for saved, _ in batches if saved], cfg.frequency_mhz * 1e6
 
 
-def bare_copy(conn, prebuilt):
+def bare_copy(conn, prebuilt, url=None):
     """COPY prebuilt rows into a new dataset of the same table, one statement per job batch,
-    in one transaction: ingest with nothing else to do. Returns (seconds, bytes, statements)."""
+    in one transaction: ingest with nothing else to do. With ``url``, the statements alternate
+    between two connections (two transactions), as the job's two ingest streams do.
+    Returns (seconds, bytes, statements)."""
     accepted, sizes, frequency_hz = prebuilt
     target = new_dataset_id()
     with conn.transaction():
@@ -87,12 +90,27 @@ def bare_copy(conn, prebuilt):
                                          rows=np.arange(start, start + saved)))
         start += saved
     nbytes = sum(len(b) for b in buffers)
-    t0 = time.perf_counter()
-    with conn.transaction():
-        with conn.cursor() as cur:
-            for buf in buffers:
-                copy_batch(cur, buf)
-    return time.perf_counter() - t0, nbytes, len(buffers)
+
+    def ingest(connection, part):
+        with connection.transaction():
+            with connection.cursor() as cur:
+                for buf in part:
+                    copy_batch(cur, buf)
+
+    if url is None:
+        t0 = time.perf_counter()
+        ingest(conn, buffers)
+        return time.perf_counter() - t0, nbytes, len(buffers)
+    second = connect(url)
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(ingest, conn, buffers[0::2]),
+                         pool.submit(ingest, second, buffers[1::2])]:
+                done.result()
+        return time.perf_counter() - t0, nbytes, len(buffers)
+    finally:
+        second.close()
 
 
 def expansion_time(conn, url, base_rows: int, name: str, seed: int):
@@ -158,6 +176,8 @@ def main() -> None:
             else:
                 nbytes, statements = copy()
                 job()
+        two_stream = [bare_copy(conn, prebuilt, url)[0] for _ in range(2)]
+        two_rate = result.generated * 2 / sum(two_stream)
         pairs = list(zip(job_times, copy_times))
         n = result.generated
         job_rate = n * len(job_times) / sum(job_times)
@@ -172,6 +192,9 @@ def main() -> None:
               f"{statements} statements)")
         print(f"ratio job / bare COPY: {ratio:.1%} over all rounds; by round "
               + ", ".join(f"{x:.1%}" for x in ratios), flush=True)
+        print("bare COPY on two connections (as the job ingests): "
+              + ", ".join(f"{t:.1f}" for t in two_stream)
+              + f" s = {two_rate:,.0f} rows/s; job / that: {job_rate / two_rate:.1%}", flush=True)
         steady = rss[1:] or rss
         print(f"memory: peak RSS {mib(max(rss))}; after the first batch {mib(min(steady))} .. "
               f"{mib(max(steady))} over {len(steady)} batches", flush=True)
@@ -194,6 +217,9 @@ def main() -> None:
                 + ", ".join(f"{t:.1f}" for t in copy_times) + f" s: {copy_rate:,.0f} rows/s |",
                 f"| **job / bare COPY**, all rounds (by round, alternating which ran first) | "
                 f"**{ratio:.1%}** (" + ", ".join(f"{x:.1%}" for x in ratios) + ") |",
+                "| bare COPY of the same rows on two connections, twice (the job ingests on "
+                "two) | " + ", ".join(f"{t:.1f}" for t in two_stream)
+                + f" s: {two_rate:,.0f} rows/s; job / that: {job_rate / two_rate:.1%} |",
                 f"| peak RSS of the job's process | {mib(max(rss))} |",
                 f"| RSS after the first batch, min .. max over {len(steady)} batches | "
                 f"{mib(min(steady))} .. {mib(max(steady))} |",

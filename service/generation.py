@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ log = logging.getLogger("heimdall.generation")
 AUTO_BATCH_ATTEMPTS = 50_000    # ~0.1 s of kernel, ~0.7 s of COPY here: cancel under 1 s
 FIRST_BATCH_ATTEMPTS = 8_192    # then x4 per batch up to the batch size
 CHUNK_ATTEMPTS = 8_192          # the producer's unit of work within a batch
+INGEST_STREAMS = 2              # connections COPYing batches side by side (commits in order)
 QUEUE_POLL_S = 0.2
 ADVICE = {
     "tx_off": "the transmitter is off in 0-20 % of attempts by design (duty cycle); nothing to relax",
@@ -226,7 +228,7 @@ def run_job(url: str, job_id, *, threads: int | None = None,
                 if (cancel is not None and cancel.is_set()) or _cancel_requested(conn, job_id):
                     return _finish_unstarted(conn, job, "cancelled", t0, emit, events)
                 time.sleep(QUEUE_POLL_S)
-        return _run_locked(conn, job_id, threads, cancel, emit, events, t0)
+        return _run_locked(url, conn, job_id, threads, cancel, emit, events, t0)
     finally:
         conn.close()
         lock_conn.close()  # releases the advisory locks
@@ -393,7 +395,74 @@ def default_job_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
+class BatchAborted(Exception):
+    """A batch in flight is dropped because the one before it ended the job or failed."""
+
+
+class Lane:
+    """One ingest stream: a connection and a thread that COPY a batch and then commit it.
+
+    Two lanes let the database ingest batch k+1 on one backend while batch k commits on the
+    other; a batch's counters are written and committed only after the batch before it has
+    committed, so commits keep batch order and every one carries its rows and its counters
+    together (C3). If the batch before failed, or the job stopped, the batch rolls back.
+    """
+
+    def __init__(self, url: str, number: int):
+        self.conn = connect(url)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"heimdall-ingest-{number}")
+
+    def submit(self, dataset_id, job_id, packed, counters, previous, abort):
+        return self.pool.submit(_commit_batch, self.conn, dataset_id, job_id, packed, counters,
+                                previous, abort)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.conn.close()
+
+
+def _commit_batch(conn, dataset_id, job_id, packed, counters, previous, abort):
+    """COPY one batch, wait for the previous batch's commit, write the counters, commit.
+    Returns (dataset total, cancel requested, COPY seconds, wait-counters-commit seconds)."""
+    quality_json, rejections_json, msg = counters
+    t0 = time.perf_counter()
+    with conn.transaction():
+        with conn.cursor() as cur:
+            if packed.kept:
+                copy_batch(cur, packed.buffer)
+            t_copied = time.perf_counter()
+            if previous is not None:
+                previous.result()  # raises when it failed or was aborted: this one rolls back
+            if abort.is_set():
+                raise BatchAborted()
+            total = cur.execute(
+                "UPDATE heimdall.synthetic_datasets SET num_samples = num_samples + %s, "
+                "next_attempt_index = %s, quality_metrics = %s, updated_at = now() "
+                "WHERE id = %s RETURNING num_samples",
+                (packed.kept, packed.first_attempt + packed.consumed, quality_json,
+                 dataset_id)).fetchone()[0]
+            cancel_flag = cur.execute(
+                "UPDATE heimdall.generation_jobs SET generated = generated + %s, "
+                "attempted = attempted + %s, rejections = %s, consecutive_rejections = %s, "
+                "progress_message = %s, heartbeat_at = now() WHERE id = %s "
+                "RETURNING cancel_requested",
+                (packed.kept, packed.consumed, rejections_json, packed.run_after, msg,
+                 job_id)).fetchone()[0]
+    return total, cancel_flag, t_copied - t0, time.perf_counter() - t_copied
+
+
+def _committed_rejections(conn, job_id, fallback: dict) -> dict:
+    """The job's rejection counts as committed (batches made ahead may have rolled back)."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT rejections FROM heimdall.generation_jobs WHERE id = %s",
+                               (job_id,)).fetchone()
+        return {k: int(row[0].get(k, 0)) for k in REJECT_REASONS} if row else fallback
+    except Exception:  # noqa: BLE001 - the connection may be gone; _finish reports that
+        return fallback
+
+
+def _run_locked(url, conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
     job = _load_job(conn, job_id)
     if job["status"] == "cancelled" or job["cancel_requested"] or (cancel is not None
                                                                    and cancel.is_set()):
@@ -439,60 +508,58 @@ def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
                         batch_size, cursor, max_attempts - attempted, requested - generated,
                         int(job["consecutive_rejections"]), max_run, offset + generated)
     reason = error = None
+    exhausted = False
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heimdall-producer")
-    pending = None
+    lanes: list[Lane] = []
+    inflight: deque = deque()
+    abort = threading.Event()
+    pending = previous = None
     try:
         if offset + generated != num_samples:
             raise JobError(
                 f"dataset {dataset_id} holds {num_samples:,} samples but this job would continue"
                 f" at {offset + generated:,}: another job wrote to it since; start a new "
                 f"expansion for the {requested - generated:,} samples still wanted")
+        lanes = [Lane(url, i) for i in range(INGEST_STREAMS)]
         pending = pool.submit(producer.next)
+        submitted_generated = generated
         while True:
-            t_wait = time.perf_counter()
-            packed = pending.result()
-            t_wait = time.perf_counter() - t_wait
-            if packed is None:
-                reason = ("target_reached" if generated >= requested else
-                          "stalled" if producer.run >= max_run else "max_attempts")
+            # Keep every lane busy: COPY batch k+1 while batch k commits (in order).
+            if not exhausted and len(inflight) < len(lanes):
+                t_wait = time.perf_counter()
+                packed = pending.result()
+                t_wait = time.perf_counter() - t_wait
+                if packed is None:
+                    exhausted = True
+                    continue
+                pending = pool.submit(producer.next)  # made while the lanes COPY
+                k = packed.kept
+                for i, name in enumerate(REJECT_REASONS, start=1):
+                    rejections[name] += int(packed.rejections[i])
+                submitted_generated += k
+                log.debug("[BATCH DEBUG] batch %d: attempts %d..%d, %d valid, %d consumed, %d "
+                          "kept; made in %.3f s (waited %.3f s for it)", packed.number,
+                          packed.first_attempt, packed.first_attempt + packed.attempts - 1,
+                          packed.valid, packed.consumed, k, packed.seconds, t_wait)
+                if k:
+                    log.debug("[DB SAVE DEBUG] About to save %d samples (indices %d..%d)",
+                              k, packed.sample_offset, packed.sample_offset + k - 1)
+                counters = (Jsonb(quality.add(packed.quality)), Jsonb(dict(rejections)),
+                            progress_text(offset, submitted_generated, requested))
+                lane = lanes[packed.number % len(lanes)]
+                previous = lane.submit(dataset_id, job_id, packed, counters, previous, abort)
+                inflight.append((packed, previous, counters[2], dict(rejections)))
+                continue
+            if not inflight:
                 break
-            pending = pool.submit(producer.next)  # the next batch is made while this one COPYs
+            packed, done, msg, cumulative = inflight.popleft()
+            total, cancel_flag, t_copy, t_commit = done.result()
             k = packed.kept
-            for i, name in enumerate(REJECT_REASONS, start=1):
-                rejections[name] += int(packed.rejections[i])
-            new_cursor = packed.first_attempt + packed.consumed
-            log.debug("[BATCH DEBUG] batch %d: attempts %d..%d, %d valid, %d consumed, %d kept; "
-                      "made in %.3f s (waited %.3f s for it)", packed.number,
-                      packed.first_attempt, packed.first_attempt + packed.attempts - 1,
-                      packed.valid, packed.consumed, k, packed.seconds, t_wait)
-            t_commit = time.perf_counter()
-            if k:
-                log.debug("[DB SAVE DEBUG] About to save %d samples (indices %d..%d)",
-                          k, packed.sample_offset, packed.sample_offset + k - 1)
-            msg = progress_text(offset, generated + k, requested)
-            with conn.transaction():
-                with conn.cursor() as cur:
-                    if k:
-                        copy_batch(cur, packed.buffer)
-                    t_copied = time.perf_counter()
-                    total = cur.execute(
-                        "UPDATE heimdall.synthetic_datasets SET num_samples = num_samples + %s, "
-                        "next_attempt_index = %s, quality_metrics = %s, updated_at = now() "
-                        "WHERE id = %s RETURNING num_samples",
-                        (k, new_cursor, Jsonb(quality.add(packed.quality)), dataset_id)).fetchone()[0]
-                    cancel_flag = cur.execute(
-                        "UPDATE heimdall.generation_jobs SET generated = generated + %s, "
-                        "attempted = attempted + %s, rejections = %s, consecutive_rejections = %s,"
-                        " progress_message = %s, heartbeat_at = now() WHERE id = %s "
-                        "RETURNING cancel_requested",
-                        (k, packed.consumed, Jsonb(rejections), packed.run_after, msg,
-                         job_id)).fetchone()[0]
             generated += k
             attempted += packed.consumed
             if k:
                 log.debug("[DB SAVE DEBUG] Saved %d samples to database (%d total): COPY %.3f s, "
-                          "counters and commit %.3f s", k, total, t_copied - t_commit,
-                          time.perf_counter() - t_copied)
+                          "counters and commit %.3f s", k, total, t_copy, t_commit)
             log.info("Batch %d complete: %d valid samples | Total: %d/%d valid (%d attempted, "
                      "%.1f%% success rate)", packed.number, k, generated, requested, attempted,
                      100.0 * generated / max(attempted, 1))
@@ -502,7 +569,7 @@ def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
             emit({"type": "batch", "job_id": job_id, "batch": packed.number, "saved": k,
                   "generated": generated, "requested": requested, "attempted": attempted,
                   "samples_offset": offset, "committed_count": total, "message": msg,
-                  "rejections": dict(rejections),
+                  "rejections": cumulative,
                   "rate": generated / max(time.perf_counter() - t0, 1e-9)})
             if packed.stalled:
                 reason = "stalled"
@@ -510,12 +577,25 @@ def _run_locked(conn, job_id, threads, cancel, emit, events, t0) -> JobResult:
             if cancel_flag or (cancel is not None and cancel.is_set()):
                 reason = "cancelled"
                 break
-    except BaseException as exc:  # the open batch rolled back with its transaction
+        if reason is None:
+            reason = ("target_reached" if generated >= requested else
+                      "stalled" if producer.run >= max_run else "max_attempts")
+    except BaseException as exc:  # the open batches roll back with their transactions
         reason, error = "failed", exc
     finally:
+        abort.set()  # a batch still in flight rolls back instead of committing
+        for _, done, _, _ in inflight:
+            try:
+                done.result()
+            except BaseException:  # noqa: BLE001 - aborted or failed: rolled back either way
+                pass
         if pending is not None:
             pending.cancel()
         pool.shutdown(wait=True)
+        for lane in lanes:
+            lane.close()
+    # The job's counters are those of the batches that committed (the rest rolled back).
+    rejections = _committed_rejections(conn, job_id, rejections)
 
     return _finish(conn, job, job_id, reason, error, cfg, options, offset, requested,
                    generated, attempted, rejections, device, t0, emit, events)
