@@ -180,16 +180,22 @@ def validate_dataset(conn, dataset_id) -> dict:
             "ok": ok}
 
 
+def _locked_status(conn, job_id: str) -> str:
+    """The job's status, its row locked for the current transaction; NotFoundError if none."""
+    row = conn.execute("SELECT status FROM heimdall.generation_jobs WHERE id = %s FOR UPDATE",
+                       (job_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no job {job_id}", field="job_id")
+    return row[0]
+
+
 def request_cancel(conn, job_id) -> dict:
     """Ask a job to stop; the loop sees it at its next commit (or before it starts)."""
     job_id = uuid_of(job_id, "job_id")
     with conn.transaction():
-        row = conn.execute("SELECT status FROM heimdall.generation_jobs WHERE id = %s FOR UPDATE",
-                           (job_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no job {job_id}", field="job_id")
-        if row[0] not in ACTIVE:
-            raise ConflictError(f"job {job_id} is {row[0]}; only a pending, queued or running "
+        status = _locked_status(conn, job_id)
+        if status not in ACTIVE:
+            raise ConflictError(f"job {job_id} is {status}; only a pending, queued or running "
                                 "job can be cancelled", ["status"], code="not_active")
         conn.execute("UPDATE heimdall.generation_jobs SET cancel_requested = true WHERE id = %s",
                      (job_id,))
@@ -203,14 +209,11 @@ def prepare_resume(conn, job_id) -> dict:
     running (its creator died before starting it): the job's advisory lock tells."""
     job_id = uuid_of(job_id, "job_id")
     with conn.transaction():
-        row = conn.execute("SELECT status FROM heimdall.generation_jobs WHERE id = %s FOR UPDATE",
-                           (job_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no job {job_id}", field="job_id")
-        orphan = row[0] == "pending" and conn.execute(
+        status = _locked_status(conn, job_id)
+        orphan = status == "pending" and conn.execute(
             f"SELECT pg_try_advisory_xact_lock({lock_key('job', '%s')})", (job_id,)).fetchone()[0]
-        if row[0] not in RESUMABLE and not orphan:
-            raise ConflictError(f"job {job_id} is {row[0]}; only an interrupted, cancelled or "
+        if status not in RESUMABLE and not orphan:
+            raise ConflictError(f"job {job_id} is {status}; only an interrupted, cancelled or "
                                 "failed job can be resumed", ["status"], code="not_resumable")
         conn.execute("UPDATE heimdall.generation_jobs SET status = 'pending', "
                      "cancel_requested = false, progress_message = 'resuming' WHERE id = %s",

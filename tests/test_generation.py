@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
@@ -265,12 +266,12 @@ def test_cancel_stops_after_the_current_batch(conn, db_url):
 
 def test_error_mid_batch_rolls_back_only_that_batch(conn, db_url, monkeypatch):
     created = submit(conn, name="error", num_samples=10_000, seed=8, batch_size=1000)
-    real_copy, calls = gen.copy_batch, []
+    real_copy, calls = gen.copy_batch, itertools.count(1)
 
     def flaky_copy(cur, buf):
-        calls.append(1)
+        call = next(calls)  # atomic: the two ingest lanes call this from their own threads
         real_copy(cur, buf)  # the rows go in ... and then the batch fails before its commit
-        if len(calls) == 3:
+        if call == 3:
             raise OSError("disk on fire")
 
     monkeypatch.setattr(gen, "copy_batch", flaky_copy)

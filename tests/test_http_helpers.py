@@ -24,12 +24,7 @@ from service.server import ServerThread
 
 API = "/api/training/synthetic"
 ROOT = Path(__file__).resolve().parent.parent
-DATA_COLUMNS = (
-    "sample_index, attempt_index, tx_latitude, tx_longitude, tx_altitude_m, tx_power_dbm, "
-    "frequency_hz, tx_known, num_receivers_in_sample, num_receivers_detected, mean_snr_db, gdop, "
-    "hdop, crb_m, overall_confidence, rx_id, rx_lat, rx_lon, rx_alt_m, distance_km, "
-    "signal_present, rssi_dbm, snr_db, rssi_std_db, rssi_min_dbm, rssi_max_dbm, noise_floor_dbm, "
-    "psd_dbm_per_hz, freq_offset_hz")
+from tests.test_generation import DATA_COLUMNS  # noqa: E402,F401 - shared with the HTTP tests
 TERMINAL = ("completed", "failed", "cancelled", "interrupted")
 
 
