@@ -154,6 +154,15 @@ def check_value(name: str, value: Any) -> Any:
     raise AssertionError(p.kind)  # pragma: no cover - the table only uses the kinds above
 
 
+def plain(value: Any) -> Any:
+    """Validated values (mapping proxies, tuples) as plain JSON types (dicts, lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 CONFIG_FIELDS = D.names("data", "filter")
 
 
@@ -218,15 +227,7 @@ class GenerationConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict; ``from_dict(to_dict())`` gives an equal config."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "receivers":
-                v = [dict(rx) for rx in v]
-            elif isinstance(v, Mapping):
-                v = dict(v)
-            out[f.name] = v
-        return out
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -35,7 +35,6 @@ S11, S27, S30, S31, S32 = (np.uint64(s) for s in (11, 27, 30, 31, 32))
 LOW32 = np.uint64(0xFFFFFFFF)
 TWO_POW_M53 = 2.0 ** -53
 TWO_POW_M32 = 2.0 ** -32
-TWO_PI = 2.0 * math.pi
 
 
 @njit(inline="always")

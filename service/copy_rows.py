@@ -192,8 +192,7 @@ def _compact(buf, first, itemsize, starts, lengths):
 
 def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
                       job_id: uuid.UUID | None, frequency_hz: float,
-                      created_at: datetime | None = None, rows=None,
-                      out: np.ndarray | None = None) -> memoryview:
+                      created_at: datetime | None = None, rows=None) -> memoryview:
     """The binary COPY data (for ``COPY_SQL``) of every row of ``batch`` (or of ``rows``).
 
     ``batch`` is an AttemptBatch of accepted samples only (``run_attempts(...).accepted()``), in
@@ -201,9 +200,7 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
     of accepted attempts, in attempt order) picks them out of a whole kernel batch without
     copying it first. ``job_id`` None stores NULL. ``created_at`` (timezone-aware; default now)
     is stored on every row. Receiver slots with ``rx_id == -1`` (padding) are not stored.
-    Returns a memoryview over a fresh uint8 array, or over ``out`` (a uint8 array reused from
-    batch to batch, so a long job does not fault in fresh pages for every batch) when it is
-    large enough (``packed_size``).
+    Returns a memoryview over a fresh uint8 array.
     """
     if rows is not None:
         batch = _RowView(batch, np.asarray(rows))
@@ -221,8 +218,7 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
 
     dtype = _row_dtype(slots, job_id is None)
     first = len(SIGNATURE)
-    size = first + n * dtype.itemsize + len(TRAILER)
-    out = out[:size] if out is not None and len(out) >= size else np.empty(size, np.uint8)
+    out = np.empty(first + n * dtype.itemsize + len(TRAILER), np.uint8)
     out[:first] = np.frombuffer(SIGNATURE, np.uint8)
     template = _template_row(dtype, slots, dataset_id, job_id, float(frequency_hz),
                              _timestamp_us(created_at))
@@ -254,11 +250,6 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
         end = _compact(out, first, dtype.itemsize, np.array(starts, np.int64), lengths)
     out[end:end + len(TRAILER)] = np.frombuffer(TRAILER, np.uint8)
     return memoryview(out)[:end + len(TRAILER)]
-
-
-def packed_size(rows: int, slots: int) -> int:
-    """Bytes pack_feature_rows needs at most for ``rows`` rows of ``slots`` receivers."""
-    return len(SIGNATURE) + rows * _row_dtype(slots, False).itemsize + len(TRAILER)
 
 
 class _RowView:

@@ -4,7 +4,8 @@ Each batch: kernel -> binary COPY of the accepted samples it consumes -> dataset
 job progress -> ONE commit (contract C3). Accepted samples are consumed in attempt order, only
 as many as the job still needs; the cursor moves to just after the last attempt consumed, so no
 attempt is skipped or used twice and any split of a dataset into jobs writes the same rows (C4).
-The kernel computes the next batch while the current one is COPYed. A job holds a session
+A producer thread runs the kernel and packs one batch ahead, and two ingest lanes COPY
+consecutive batches on two connections, committing in batch order. A job holds a session
 advisory lock on its dataset for its whole run, so two jobs on one dataset never interleave
 (C6), and one on itself, so a job left 'running' by a dead process is recognisable (C5).
 """
@@ -14,9 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import deque
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable

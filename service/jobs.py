@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from kernel.config import ConfigError, check_value
+from kernel.config import ConfigError, check_value, plain
 
 from .copy_rows import new_dataset_id
 from .generation import lock_key
@@ -21,15 +20,6 @@ from .request import ConflictError, GenerateRequest, NotFoundError, config_of, r
 
 RESUMABLE = ("interrupted", "cancelled", "failed")
 ACTIVE = ("pending", "queued", "running")
-
-
-def jsonable(value: Any) -> Any:
-    """Validated request values (tuples, mapping proxies) as plain JSON types."""
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def create_job(conn, request: GenerateRequest) -> dict:
@@ -67,7 +57,7 @@ def create_job(conn, request: GenerateRequest) -> dict:
                                     "it with expand_dataset_id or choose another name",
                                     ["name"], code="name_taken")
         spec = {"config": cfg.to_dict(), "seed": seed, "options": options,
-                "request": jsonable(request.given)}
+                "request": plain(request.given)}
         conn.execute(
             "INSERT INTO heimdall.generation_jobs (id, dataset_id, kind, status, config, "
             "requested, overrides, progress_message) VALUES (%s, %s, %s, 'pending', %s, %s, %s, %s)",

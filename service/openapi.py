@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kernel.config import plain
 from kernel.defaults import MAX_GDOP_FIXED, MAX_GDOP_RANDOM, PARAMETERS, RECEIVER_LIMITS, Param
 
 API = "/api/training/synthetic"
@@ -23,14 +24,6 @@ _SCOPE_NOTE = {
 }
 #: Per-receiver limits checked by kernel.config (receivers items).
 
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def receiver_schema() -> dict:
@@ -84,7 +77,7 @@ def param_schema(p: Param) -> dict:
         doc += f" (default {MAX_GDOP_FIXED:g}, {MAX_GDOP_RANDOM:g} with use_random_receivers)"
     s["description"] = (s.get("description", "") + "; " if "description" in s else "") + doc
     if p.default is not None or p.nullable:
-        s["default"] = _plain(p.default)
+        s["default"] = plain(p.default)
     s["x-scope"] = p.scope
     return s
 

@@ -13,13 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from kernel.config import CONFIG_FIELDS, ConfigError, GenerationConfig, check_value
-from kernel.defaults import PARAMS_BY_NAME, PARAMETERS, names
+from kernel.defaults import PARAMS_BY_NAME, names
 
-REQUEST_FIELDS = names("request")
 JOB_FIELDS = names("job")
-DATA_FIELDS = names("data")
 FILTER_FIELDS = names("filter")
-ALL_FIELDS = tuple(p.name for p in PARAMETERS)
 #: May differ for one expansion job without allow_parameter_override (SPEC 8).
 EXPANSION_MAY_CHANGE = FILTER_FIELDS + JOB_FIELDS
 

@@ -27,20 +27,24 @@ KEYS = st.sampled_from(FIELDS) | st.text(max_size=20)
 REQUESTS = st.dictionaries(KEYS, JSONISH, max_size=8)
 
 
-def _check_refusal(exc: ConfigError, request: dict) -> None:
-    assert exc.message, "a refusal must say what is wrong"
-    if exc.field is not None:
-        top = exc.field.split("[")[0].split(".")[0]
-        assert exc.field in request or top in FIELDS, f"{exc.field!r} names nothing sent"
+def accepted_or_refused(parse, request: dict):
+    """``parse(request)``, or None after checking the refusal is a ConfigError that says what
+    is wrong and names a field that was sent (or a known one)."""
+    try:
+        return parse(request)
+    except ConfigError as exc:
+        assert exc.message, "a refusal must say what is wrong"
+        if exc.field is not None:
+            top = exc.field.split("[")[0].split(".")[0]
+            assert exc.field in request or top in FIELDS, f"{exc.field!r} names nothing sent"
+        return None
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(REQUESTS)
 def test_config_from_dict_accepts_or_names_the_field(request):
-    try:
-        cfg = GenerationConfig.from_dict(request)
-    except ConfigError as exc:
-        _check_refusal(exc, request)
+    cfg = accepted_or_refused(GenerationConfig.from_dict, request)
+    if cfg is None:
         return
     # accepted: JSON round trip gives the same configuration, with only finite numbers
     again = GenerationConfig.from_dict(json.loads(json.dumps(cfg.to_dict(), allow_nan=False)))
@@ -54,10 +58,8 @@ def test_config_from_dict_accepts_or_names_the_field(request):
                              optional={"name": st.text(max_size=120) | JSONISH}).flatmap(
     lambda base: st.dictionaries(KEYS, JSONISH, max_size=6).map(lambda extra: {**extra, **base})))
 def test_generate_request_accepts_or_names_the_field(request):
-    try:
-        parsed = GenerateRequest.from_dict(request)
-    except ConfigError as exc:
-        _check_refusal(exc, request)
+    parsed = accepted_or_refused(GenerateRequest.from_dict, request)
+    if parsed is None:
         return
     assert 1 <= parsed.num_samples <= 100_000_000
     assert parsed.is_expansion or isinstance(parsed.given["name"], str)
