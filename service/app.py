@@ -84,6 +84,12 @@ def create_app(config: dict | None = None) -> Flask:
     from .api import datasets, jobs, meta
     for blueprint in (meta.bp, jobs.bp, datasets.bp):
         app.register_blueprint(blueprint)
+    from .api.export import bp as export_bp  # GET /datasets/{id}/export (Parquet, NPZ)
+    app.register_blueprint(export_bp)
+    from .report.views import bp as report_bp  # dataset report: PNG plots and its page
+    app.register_blueprint(report_bp)
+    from .dashboard import bp as dashboard_bp  # the operators' page (GET /) and its static files
+    app.register_blueprint(dashboard_bp)
     app.before_request(_authorize)
     app.teardown_appcontext(close_db)
     app.register_error_handler(Exception, handle_error)
@@ -131,6 +137,14 @@ def _error_code(exc: HTTPException) -> str:
         exc.code or 500, (exc.name or "error").lower().replace(" ", "_"))
 
 
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
 def handle_error(exc: Exception):
     """THE error handler: every failure as {"error", "message", "field"?} with its status."""
     body: dict[str, Any]
@@ -168,7 +182,9 @@ def handle_error(exc: Exception):
         log.exception("unhandled error in %s %s", request.method, request.path)
         status, body = 500, {"error": "internal_error",
                              "message": "internal server error; the service log has the details"}
-    response = jsonify(body)
+    # A name the client sent may hold a lone surrogate (a "\ud800" escape in its JSON): it is
+    # echoed as that escape's text, so the error body is strict UTF-8 JSON (RFC 8259).
+    response = jsonify({k: _printable(v) for k, v in body.items()})
     response.status_code = status
     for key, value in headers.items():
         response.headers[key] = value

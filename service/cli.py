@@ -177,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("validate", cmd_validate, "check counts, index density and duplicates"
             ).add_argument("dataset", metavar="DATASET", help="dataset id or name")
+    report = command("report", cmd_report, "write a dataset's report: its plots as PNG files")
+    report.add_argument("dataset", metavar="DATASET", help="dataset id or name")
+    report.add_argument("--out", metavar="DIR", required=True, help="folder for the PNG files "
+                        "(created if missing; files of the same names are replaced)")
+    export = command("export", cmd_export, "write a dataset to a Parquet or NPZ file for "
+                     "training (streamed: memory does not grow with the dataset)")
+    export.add_argument("dataset", metavar="DATASET", help="dataset id or name")
+    export.add_argument("--format", metavar="{parquet,npz}", default=None, help="file format "
+                        "(default: from --out's extension, else parquet)")
+    export.add_argument("--out", metavar="PATH", help="file to write (default: "
+                        "<dataset name>.<format> in the current folder)")
+    export.add_argument("--force", action="store_true", help="overwrite an existing file")
     command("cancel", cmd_cancel, "ask a job to stop after its current batch"
             ).add_argument("job", metavar="JOB", help="job id")
     command("resume", cmd_resume, "continue a stopped job to its original target"
@@ -471,6 +483,65 @@ def cmd_validate(args) -> int:
         report = validate_dataset(conn, find_dataset(conn, args.dataset)["id"])
     _emit_json(report) if args.json else _print_fields(report)
     return 0 if report["ok"] else 1
+
+
+def cmd_report(args) -> int:
+    """Every plot of the report as DIR/<plot>.png; prints the files written."""
+    from .jobs import find_dataset
+    from .report.render import write_report
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("out", f"{out} exists and is not a folder")
+    with _database(args) as (_, conn):
+        dataset = find_dataset(conn, args.dataset)
+        try:
+            paths = write_report(conn, dataset["id"], out)
+        except OSError as exc:
+            raise ConfigError("out", f"cannot write to {out}: {exc.strerror or exc}") from None
+    if args.json:
+        _emit_json({"dataset_id": dataset["id"], "name": dataset["name"],
+                    "files": [str(p) for p in paths]})
+    else:
+        print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_export(args) -> int:
+    """The dataset as one file, from one snapshot; progress on stderr, the file's path on
+    stdout (or the summary with --json)."""
+    from .export import FORMATS, check_format, export_file
+    suffix = Path(args.out).suffix.lstrip(".") if args.out else ""
+    fmt = check_format(args.format or (suffix if suffix in FORMATS else "parquet"))
+    t0, last = time.monotonic(), {"at": 0.0, "done": None}
+
+    def progress(phase, done, total):  # at most once a second, and the end of each phase
+        now = time.monotonic()
+        if args.json or (phase, done) == last["done"] or (now - last["at"] < 1.0
+                                                          and done < total):
+            return
+        last.update(at=now, done=(phase, done))
+        if phase == "rows":
+            rate = done / max(now - t0, 1e-6)
+            text = f"read {done:,} / {total:,} rows ({100 * done / max(total, 1):.0f}%), " \
+                   f"{rate:,.0f} rows/s"
+        else:
+            text = f"zipping {done / 2**20:,.0f} / {total / 2**20:,.0f} MiB"
+        print(f"progress: {text}", file=sys.stderr, flush=True)
+
+    with _database(args) as (url, _):
+        try:
+            result = export_file(url, args.dataset, fmt, args.out, force=args.force,
+                                 on_progress=progress)
+        except OSError as exc:
+            raise ConfigError("out", f"cannot write {args.out or 'the file'}: "
+                                     f"{exc.strerror or exc}") from None
+    if args.json:
+        _emit_json(result)
+    else:
+        print(f"exported {result['rows']:,} samples of dataset {result['name']} "
+              f"({result['dataset_id']}) to {result['path']} "
+              f"({result['bytes'] / 2**20:,.1f} MiB, {result['seconds']:.1f} s)")
+    return 0
 
 
 def cmd_serve(args) -> int:

@@ -262,6 +262,14 @@ class _RowView:
         return getattr(self._batch, name)[self._index]
 
 
+def row_data_bytes(buffer) -> int:
+    """Bytes of row data in ``pack_feature_rows`` output (one buffer, a list, or None): what a
+    dataset's ``storage_size_bytes`` adds up (field data and lengths; not PostgreSQL's tuple
+    headers, page overhead or indexes). O(1): no row is read."""
+    views = [] if buffer is None else buffer if isinstance(buffer, list) else [buffer]
+    return sum(len(v) - len(SIGNATURE) - len(TRAILER) for v in views)
+
+
 def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK) -> int:
     """COPY ``pack_feature_rows`` data into heimdall.measurement_features; rows written.
 

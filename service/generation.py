@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import psycopg
 from psycopg.types.json import Jsonb
 
 from kernel import REJECT_REASONS, GenerationConfig
 from kernel.batch import AttemptBatch, pack_config, run_attempts
 
-from .copy_rows import copy_batch, pack_feature_rows
+from .copy_rows import copy_batch, pack_feature_rows, row_data_bytes
 from .database import connect
 
 log = logging.getLogger("heimdall.generation")
@@ -436,12 +437,14 @@ def _commit_batch(conn, dataset_id, job_id, packed, counters, previous, abort):
                 previous.result()  # raises when it failed or was aborted: this one rolls back
             if abort.is_set():
                 raise BatchAborted()
+            # storage_size_bytes stays NULL (unknown) on a dataset made before it was kept.
             total = cur.execute(
                 "UPDATE heimdall.synthetic_datasets SET num_samples = num_samples + %s, "
-                "next_attempt_index = %s, quality_metrics = %s, updated_at = now() "
+                "next_attempt_index = %s, quality_metrics = %s, "
+                "storage_size_bytes = storage_size_bytes + %s, updated_at = now() "
                 "WHERE id = %s RETURNING num_samples",
                 (packed.kept, packed.first_attempt + packed.consumed, quality_json,
-                 dataset_id)).fetchone()[0]
+                 row_data_bytes(packed.buffer), dataset_id)).fetchone()[0]
             cancel_flag = cur.execute(
                 "UPDATE heimdall.generation_jobs SET generated = generated + %s, "
                 "attempted = attempted + %s, rejections = %s, consecutive_rejections = %s, "
@@ -515,6 +518,27 @@ def _run_locked(url, conn, job_id, threads, cancel, emit, events, t0) -> JobResu
     inflight: deque = deque()
     abort = threading.Event()
     pending = previous = None
+
+    def committed(packed, total, msg, cumulative, t_copy, t_commit):
+        """Count a batch that committed and report it; returns (generated, attempted)."""
+        k = packed.kept
+        new_generated, new_attempted = generated + k, attempted + packed.consumed
+        if k:
+            log.debug("[DB SAVE DEBUG] Saved %d samples to database (%d total): COPY %.3f s, "
+                      "counters and commit %.3f s", k, total, t_copy, t_commit)
+        log.info("Batch %d complete: %d valid samples | Total: %d/%d valid (%d attempted, "
+                 "%.1f%% success rate)", packed.number, k, new_generated, requested,
+                 new_attempted, 100.0 * new_generated / max(new_attempted, 1))
+        log.debug("[DB COUNT DEBUG] Expected cumulative: %d, Actual in DB: %d",
+                  offset + new_generated, total)
+        log.debug("[PROGRESS DEBUG] %s", msg)
+        emit({"type": "batch", "job_id": job_id, "batch": packed.number, "saved": k,
+              "generated": new_generated, "requested": requested, "attempted": new_attempted,
+              "samples_offset": offset, "committed_count": total, "message": msg,
+              "rejections": cumulative,
+              "rate": new_generated / max(time.perf_counter() - t0, 1e-9)})
+        return new_generated, new_attempted
+
     try:
         if offset + generated != num_samples:
             raise JobError(
@@ -555,23 +579,7 @@ def _run_locked(url, conn, job_id, threads, cancel, emit, events, t0) -> JobResu
                 break
             packed, done, msg, cumulative = inflight.popleft()
             total, cancel_flag, t_copy, t_commit = done.result()
-            k = packed.kept
-            generated += k
-            attempted += packed.consumed
-            if k:
-                log.debug("[DB SAVE DEBUG] Saved %d samples to database (%d total): COPY %.3f s, "
-                          "counters and commit %.3f s", k, total, t_copy, t_commit)
-            log.info("Batch %d complete: %d valid samples | Total: %d/%d valid (%d attempted, "
-                     "%.1f%% success rate)", packed.number, k, generated, requested, attempted,
-                     100.0 * generated / max(attempted, 1))
-            log.debug("[DB COUNT DEBUG] Expected cumulative: %d, Actual in DB: %d",
-                      offset + generated, total)
-            log.debug("[PROGRESS DEBUG] %s", msg)
-            emit({"type": "batch", "job_id": job_id, "batch": packed.number, "saved": k,
-                  "generated": generated, "requested": requested, "attempted": attempted,
-                  "samples_offset": offset, "committed_count": total, "message": msg,
-                  "rejections": cumulative,
-                  "rate": generated / max(time.perf_counter() - t0, 1e-9)})
+            generated, attempted = committed(packed, total, msg, cumulative, t_copy, t_commit)
             if packed.stalled:
                 reason = "stalled"
                 break
@@ -584,12 +592,15 @@ def _run_locked(url, conn, job_id, threads, cancel, emit, events, t0) -> JobResu
     except BaseException as exc:  # the open batches roll back with their transactions
         reason, error = "failed", exc
     finally:
-        abort.set()  # a batch still in flight rolls back instead of committing
-        for _, done, _, _ in inflight:
+        abort.set()  # a batch still in flight rolls back instead of committing ...
+        for packed, done, msg, cumulative in inflight:
             try:
-                done.result()
+                total, _, t_copy, t_commit = done.result()
             except BaseException:  # noqa: BLE001 - aborted or failed: rolled back either way
-                pass
+                continue
+            # ... unless it had passed its abort check already (the stop was decided while it
+            # waited for the batch before): it committed, so the job counts it.
+            generated, attempted = committed(packed, total, msg, cumulative, t_copy, t_commit)
         if pending is not None:
             pending.cancel()
         pool.shutdown(wait=True)
@@ -630,7 +641,8 @@ def _finish(conn, job, job_id, reason, error, cfg, options, offset, requested, g
     status = {"target_reached": "completed", "cancelled": "cancelled"}.get(reason, "failed")
     message = stop_message(reason, generated, requested, attempted, rejections, cfg, options)
     if error is not None:
-        message += f" Error: {type(error).__name__}: {error}"
+        message += (f" Error: {type(error).__name__}: {str(error).rstrip().rstrip('.')}."
+                    + database_advice(error))
     duration = time.perf_counter() - t0
     result = JobResult(job_id, status, reason, requested, generated, attempted, offset,
                        final_count, rejections, message, device, duration, events,
@@ -641,6 +653,33 @@ def _finish(conn, job, job_id, reason, error, cfg, options, offset, requested, g
         log.error("Job %s failed: %s", job_id, message)
         raise JobError(message) from (error if isinstance(error, Exception) else None)
     return result
+
+
+#: What to do about a database error that stopped a job, by SQLSTATE (prefix).
+DATABASE_ADVICE = (
+    ("53100", "The database server's disk is full: free space there (or give the tablespace "
+              "more room)"),
+    ("53", "The database server ran out of a resource (memory, connections): relieve it"),
+    ("57014", "The server cancelled a statement (it ran past statement_timeout, or someone "
+              "called pg_cancel_backend): raise or lift the timeout (ALTER DATABASE ... SET "
+              "statement_timeout)"),
+    ("57P", "The database server ended the job's connection (shut down, restarted or an "
+            "administrator terminated it): wait until it answers"),
+    ("08", "The connection to the database was lost: wait until it answers"),
+)
+
+
+def database_advice(error: BaseException) -> str:
+    """' <what to do>, then resume the job ...' for a database error, else ''. A batch commits
+    whole or not at all, so the resume continues exactly after the last committed one."""
+    code = getattr(error, "sqlstate", None)
+    if code is None and isinstance(error, psycopg.OperationalError):
+        code = "08"  # lost without a reply: no SQLSTATE
+    for prefix, text in DATABASE_ADVICE:
+        if code is not None and code.startswith(prefix):
+            return (f" {text}, then resume the job: nothing committed is lost, and it "
+                    "continues from the last committed batch.")
+    return ""
 
 
 def _connection_broken(conn) -> bool:

@@ -48,7 +48,8 @@ def create_job(conn, request: GenerateRequest) -> dict:
             dataset_id, overrides, kind, count = new_dataset_id(), {}, "create", 0
             inserted = conn.execute(
                 "INSERT INTO heimdall.synthetic_datasets (id, name, description, dataset_type, "
-                "seed, config, created_by_job_id) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "seed, config, created_by_job_id, storage_size_bytes) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, 0) "
                 "ON CONFLICT (name) DO NOTHING RETURNING id",
                 (dataset_id, request.given["name"], request.given.get("description"),
                  cfg.dataset_type, seed, Jsonb(cfg.to_dict()), job_id)).fetchone()
@@ -102,11 +103,8 @@ def list_jobs(conn, dataset_id=None, limit: int = 100) -> list[dict]:
                                   "ORDER BY created_at DESC LIMIT %s", (str(dataset_id), limit)))
 
 
-def actual_count(conn, dataset_id) -> int:
-    """A real COUNT(*) of the dataset's rows."""
-    return conn.execute("SELECT count(*) FROM heimdall.measurement_features WHERE dataset_id = %s",
-                        (str(dataset_id),)).fetchone()[0]
-
+# The real count of dataset ``d``'s rows, as a scalar subquery (an index-only count per dataset).
+ACTUAL_COUNT_SQL = "SELECT count(*) FROM heimdall.measurement_features f WHERE f.dataset_id = d.id"
 
 DATASET_COLUMNS = ("id, name, description, dataset_type, seed, config, num_samples, "
                    "next_attempt_index, quality_metrics, storage_size_bytes, created_at, "
@@ -115,13 +113,15 @@ DATASET_COLUMNS = ("id, name, description, dataset_type, seed, config, num_sampl
 
 def get_dataset(conn, dataset_id, with_count: bool = True) -> dict:
     dataset_id = uuid_of(dataset_id, "dataset_id")
+    # One statement, so the metadata count and the real COUNT(*) come from one snapshot: under
+    # READ COMMITTED two statements could straddle a batch's commit and show counts that differ.
+    count = f", ({ACTUAL_COUNT_SQL}) AS actual_count" if with_count else ""
     with conn.transaction():
-        rows = _rows(conn.execute(f"SELECT {DATASET_COLUMNS} FROM heimdall.synthetic_datasets "
-                                  "WHERE id = %s", (str(dataset_id),)))
-        if not rows:
-            raise NotFoundError(f"no dataset {dataset_id}", field="dataset_id")
-        if with_count:
-            rows[0]["actual_count"] = actual_count(conn, dataset_id)
+        rows = _rows(conn.execute(f"SELECT {DATASET_COLUMNS}{count} FROM "
+                                  "heimdall.synthetic_datasets d WHERE id = %s",
+                                  (str(dataset_id),)))
+    if not rows:
+        raise NotFoundError(f"no dataset {dataset_id}", field="dataset_id")
     return rows[0]
 
 
@@ -139,16 +139,10 @@ def find_dataset(conn, ref: str) -> dict:
 
 
 def list_datasets(conn, with_counts: bool = True) -> list[dict]:
-    with conn.transaction():
-        rows = _rows(conn.execute(f"SELECT {DATASET_COLUMNS} FROM heimdall.synthetic_datasets "
-                                  "ORDER BY created_at"))
-        if with_counts:
-            counts = dict(conn.execute(
-                "SELECT dataset_id, count(*) FROM heimdall.measurement_features "
-                "GROUP BY dataset_id").fetchall())
-            for r in rows:
-                r["actual_count"] = counts.get(r["id"], 0)
-    return rows
+    count = f", ({ACTUAL_COUNT_SQL}) AS actual_count" if with_counts else ""
+    with conn.transaction():   # one statement, one snapshot (see get_dataset)
+        return _rows(conn.execute(f"SELECT {DATASET_COLUMNS}{count} FROM "
+                                  "heimdall.synthetic_datasets d ORDER BY created_at"))
 
 
 def validate_dataset(conn, dataset_id) -> dict:

@@ -12,6 +12,7 @@ from typing import Any
 
 from kernel.config import plain
 from kernel.defaults import MAX_GDOP_FIXED, MAX_GDOP_RANDOM, PARAMETERS, RECEIVER_LIMITS, Param
+from service.report import PLOTS
 
 API = "/api/training/synthetic"
 
@@ -128,8 +129,29 @@ NULL_STR = {"type": ["string", "null"]}
 TIME = {"type": ["string", "null"], "format": "date-time"}
 
 
+#: Response bodies are closed: every property listed is always sent (except these optional
+#: ones) and nothing else is, so checking a response against the document checks it all.
+_OPTIONAL = {"Error": ("field", "fields"), "GenerateAccepted": ("notices",),
+             "Health": ("message",)}
+_OPEN = ("GenerateRequest", "Receiver", "DatasetRename", "JobEvent")  # request bodies, events
+
+
+def _closed(schema: dict, optional=()) -> dict:
+    schema["additionalProperties"] = False
+    schema["required"] = [k for k in schema["properties"] if k not in optional]
+    return schema
+
+
+def _close_responses(schemas: dict) -> dict:
+    for name, schema in schemas.items():
+        if name not in _OPEN:
+            _closed(schema, _OPTIONAL.get(name, ()))
+    _closed(schemas["Sample"]["properties"]["receiver_features"]["items"])
+    return schemas
+
+
 def _schemas() -> dict:
-    return {
+    return _close_responses({
         "GenerateRequest": generate_request_schema(),
         "Receiver": receiver_schema(),
         "Error": {
@@ -198,6 +220,22 @@ def _schemas() -> dict:
                 "duration_s": NULL_NUM, "samples_per_second": NULL_NUM,
                 "status_url": {"type": "string"}, "events_url": {"type": "string"},
             }},
+        "JobEvent": {
+            "type": "object", "additionalProperties": False,
+            "description": "one server-sent event (OpenAPI 3.1: the schema of each event); the "
+                           "stream opens with 'retry: 3000' and may carry ': keep-alive' "
+                           "comments",
+            "dependentRequired": {"event": ["data", "id"]},
+            "properties": {
+                "event": {"type": "string", "enum": ["status", "progress", "batch", "final"]},
+                "data": {"type": "string", "contentMediaType": "application/json",
+                         "contentSchema": {"type": "object"},
+                         "description": "a JSON object; for 'final' the Job record"},
+                "id": {"type": "string", "pattern": "^[0-9]+$",
+                       "description": "sequence number of the event in this stream"},
+                "retry": {"type": "integer", "minimum": 0}},
+            "if": {"required": ["event"], "properties": {"event": {"const": "final"}}},
+            "then": {"properties": {"data": {"contentSchema": _ref("Job")}}}},
         "JobList": {"type": "object", "properties": {
             "jobs": {"type": "array", "items": _ref("Job")}, "count": {"type": "integer"},
             "limit": {"type": "integer"}}},
@@ -271,7 +309,7 @@ def _schemas() -> dict:
             "database": {"type": "string", "enum": ["ok", "unreachable"]},
             "version": {"type": "string"}, "schema_version": NULL_INT,
             "active_jobs": {"type": "integer"}, "message": {"type": "string"}}},
-    }
+    })
 
 
 def _path_id(name: str, what: str) -> dict:
@@ -289,8 +327,15 @@ _422 = _err("a field, path or query parameter is invalid (names it)")
 _404 = _err("no such job or dataset")
 
 
+_503 = _err("the database does not answer (database_unavailable); try again later")
+_LOCATION = {"Location": {"description": "the job's status_url", "required": True,
+                          "schema": {"type": "string"}}}
+#: cancel and resume take no body: none, or an empty JSON object.
+_NO_BODY = {"type": "object", "maxProperties": 0, "additionalProperties": False}
+
+
 def _op(summary: str, responses: dict, *, tag: str, op_id: str, params=None, body=None,
-        write=False, description: str | None = None) -> dict:
+        write=False, description: str | None = None, body_required=True, db=True) -> dict:
     op: dict[str, Any] = {"summary": summary, "operationId": op_id, "tags": [tag],
                           "responses": responses}
     if description:
@@ -298,12 +343,17 @@ def _op(summary: str, responses: dict, *, tag: str, op_id: str, params=None, bod
     if params:
         op["parameters"] = params
     if body:
-        op["requestBody"] = {"required": True,
+        op["requestBody"] = {"required": body_required,
                              "content": {"application/json": {"schema": body}}}
     if write:
         op["security"] = _WRITE
         responses.setdefault("401", _err("a token is configured and none was sent"))
         responses.setdefault("403", _err("the token is wrong"))
+    # Every route refuses query parameters it does not take (422 naming them), and the one
+    # error handler answers 503 when the database does not answer.
+    responses.setdefault("422", _422)
+    if db:
+        responses.setdefault("503", _503)
     return op
 
 
@@ -311,6 +361,7 @@ def _paths() -> dict:
     job_id = _path_id("job_id", "job")
     ds_id = _path_id("dataset_id", "dataset")
     body_errors = {"400": _err("malformed JSON"),
+                   "413": _err("the body is larger than the limit (1 MiB by default)"),
                    "415": _err("the body is not Content-Type: application/json")}
     return {
         "/api/health": {"get": _op(
@@ -321,11 +372,11 @@ def _paths() -> dict:
         "/api/openapi.json": {"get": _op(
             "This document", {"200": {"description": "OpenAPI 3.1 document",
                                       "content": {"application/json": {}}}},
-            tag="meta", op_id="openapi")},
+            tag="meta", op_id="openapi", db=False)},
         f"{API}/generate": {"post": _op(
             "Create a dataset or expand one (runs in the background)", {
-                "202": _json(_ref("GenerateAccepted"), "the job is accepted; follow "
-                             "status_url or events_url"),
+                "202": {**_json(_ref("GenerateAccepted"), "the job is accepted; follow "
+                                "status_url or events_url"), "headers": _LOCATION},
                 **body_errors, "404": _err("expand_dataset_id names no dataset"),
                 "409": _err("name taken (name_taken) or an expansion changes data-defining "
                             "fields without allow_parameter_override (conflicting_override)"),
@@ -351,21 +402,28 @@ def _paths() -> dict:
                 "202": _json(_ref("Job"), "cancel requested; the record as it is now"),
                 "404": _404, "409": _err("the job is not active (not_active)"), "422": _422,
                 **body_errors},
-            tag="jobs", op_id="cancelJob", params=[job_id], write=True)},
+            tag="jobs", op_id="cancelJob", params=[job_id], write=True, body=_NO_BODY,
+            body_required=False)},
         f"{API}/jobs/{{job_id}}/resume": {"post": _op(
             "Resume an interrupted, cancelled or failed job to its original target", {
-                "202": _json(_ref("GenerateAccepted"), "the job runs again"),
+                "202": {**_json(_ref("GenerateAccepted"), "the job runs again"),
+                        "headers": _LOCATION},
                 "404": _404, "409": _err("the job cannot be resumed (not_resumable)"),
                 "422": _422, **body_errors},
-            tag="jobs", op_id="resumeJob", params=[job_id], write=True)},
+            tag="jobs", op_id="resumeJob", params=[job_id], write=True, body=_NO_BODY,
+            body_required=False)},
         f"{API}/jobs/{{job_id}}/events": {"get": _op(
             "The job's progress as server-sent events", {
                 "200": {"description": "text/event-stream of events 'status', 'progress' (at "
                                        "least once a second while active), 'batch' (one per "
                                        "committed batch) and 'final' (the Job record; the "
                                        "stream then ends)",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                "404": _404, "422": _422},
+                        "content": {"text/event-stream": {"schema": _ref("JobEvent")}}},
+                "404": _404, "422": _422,
+                "503": _err("the server holds its limit of open event streams "
+                            "(too_many_streams; Retry-After says when to retry, or poll "
+                            "GET /jobs/{job_id}), or the database does not answer "
+                            "(database_unavailable)")},
             tag="jobs", op_id="jobEvents", params=[job_id])},
         f"{API}/datasets": {"get": _op(
             "List datasets with metadata and actual counts", {
@@ -399,6 +457,49 @@ def _paths() -> dict:
             "Check a dataset: metadata vs actual count, index density, duplicates", {
                 "200": _json(_ref("Validation"), "the checks"), "404": _404, "422": _422},
             tag="datasets", op_id="validateDataset", params=[ds_id])},
+        f"{API}/datasets/{{dataset_id}}/export": {"get": _op(
+            "The dataset as one file for training (Parquet or NPZ), streamed", {
+                "200": {"description": "the file, read from one snapshot of the dataset, rows "
+                                       "by sample_index (docs/EXPORT.md)",
+                        "headers": {
+                            "Content-Disposition": {"description": "attachment; the file name "
+                                                    "is the dataset's name", "required": True,
+                                                    "schema": {"type": "string"}},
+                            "X-Dataset-Rows": {"description": "rows in the file",
+                                               "required": True,
+                                               "schema": {"type": "string",
+                                                          "pattern": "^[0-9]+$"}}},
+                        "content": {media: {"schema": {"type": "string",
+                                                       "contentMediaType": media}}
+                                    for media in ("application/vnd.apache.parquet",
+                                                  "application/zip")}},
+                "404": _err("no such dataset"),
+                "409": _err("a stored row cannot be exported (not_exportable: a NULL value or "
+                            "receiver arrays of different lengths; field: the column)"),
+                "422": _422},
+            tag="datasets", op_id="exportDataset", params=[
+                ds_id,
+                _query("format", {"type": "string", "enum": ["parquet", "npz"],
+                                  "default": "parquet"},
+                       "parquet: one row group per chunk, per-receiver columns "
+                       "fixed_size_list; npz: one .npy per column (N or N x R) and "
+                       "metadata.json, loadable with numpy.load")],
+            description="Parquet streams from the first row group; NPZ starts once every "
+                        "column has been read (to temporary files). Memory stays bounded "
+                        "whatever the dataset's size.")},
+        f"{API}/datasets/{{dataset_id}}/report/{{plot}}.png": {"get": _op(
+            "One plot of the dataset's report as a PNG image", {
+                "200": {"description": "the plot (an empty dataset gives a plot that says so)",
+                        "content": {"image/png": {"schema": {
+                            "type": "string", "contentMediaType": "image/png"}}}},
+                "404": _err("no such dataset (field dataset_id) or plot (field plot)"),
+                "422": _422},
+            tag="datasets", op_id="datasetReportPlot", params=[ds_id, {
+                "name": "plot", "in": "path", "required": True,
+                "description": "which plot: " + "; ".join(f"{k}: {v}" for k, v in PLOTS.items()),
+                "schema": {"type": "string", "enum": list(PLOTS)}}],
+            description="The HTML page GET /datasets/{dataset_id}/report (not part of this "
+                        "API) shows every plot with the dataset's metadata.")},
     }
 
 

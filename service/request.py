@@ -69,7 +69,7 @@ class GenerateRequest:
             raise ConfigError(str(unknown[0]), "unknown field")
         if "num_samples" not in d:
             raise ConfigError("num_samples", "is required")
-        given = {k: check_value(k, v) for k, v in d.items()}
+        given = {k: check_field(k, v) for k, v in d.items()}
         if given.get("expand_dataset_id") is None:
             given.pop("expand_dataset_id", None)
             if given.get("name") is None:
@@ -90,6 +90,34 @@ class GenerateRequest:
             "max_consecutive_rejections": self.get("max_consecutive_rejections"),
             "batch_size": self.get("batch_size"),
         }
+
+
+def check_field(name: str, value: Any) -> Any:
+    """``check_value`` (the parameter table), then: can PostgreSQL store it? Its text and jsonb
+    hold neither NUL (U+0000) nor a lone UTF-16 surrogate (which JSON's "\\ud800" escapes
+    let through); such text is refused here, naming the field, not failed on in the database."""
+    value = check_value(name, value)
+    _check_storable(name, value)
+    return value
+
+
+def _check_storable(where: str, value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigError(where, f"must not contain a NUL character (U+0000, at position "
+                                     f"{value.index(chr(0))}): PostgreSQL cannot store it")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(where, f"must be Unicode text: a lone surrogate "
+                                     f"(U+{ord(value[exc.start]):04X}, at position {exc.start}) "
+                                     "is not a character") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_storable(f"{where}.{key}", item)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_storable(f"{where}[{i}]", item)
 
 
 def config_of(given: Mapping[str, Any]) -> GenerationConfig:

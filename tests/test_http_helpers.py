@@ -164,8 +164,9 @@ def heimdall_log():
 
 
 def start_server(db_url, **config) -> ServerThread:
+    """The production server (its thread and stream limits) in a thread of this process."""
     app = create_app({"DATABASE_URL": db_url, "JOB_WORKERS": 2, "API_TOKEN": None, **config})
-    return ServerThread(app, "127.0.0.1", 0, threads=8).start()
+    return ServerThread(app, "127.0.0.1", 0).start()
 
 
 @pytest.fixture
@@ -189,11 +190,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -c "from service.server import serve; serve(...)"`` in a new process."""
+    """``python -c "from service.server import serve; serve(...)"`` in a new process;
+    ``serve_options`` are serve()'s keyword arguments (workers, threads, event_streams)."""
 
-    def __init__(self, db_url: str, log_path: Path, port: int | None = None, env=None):
+    def __init__(self, db_url: str, log_path: Path, port: int | None = None, env=None,
+                 **serve_options):
         self.port = port or free_port()
-        code = f"from service.server import serve; serve('127.0.0.1', {self.port}, {db_url!r})"
+        options = "".join(f", {k}={v!r}" for k, v in serve_options.items())
+        code = (f"from service.server import serve; "
+                f"serve('127.0.0.1', {self.port}, {db_url!r}{options})")
         self.log_path = log_path
         self._log = open(log_path, "ab")
         environ = {k: v for k, v in os.environ.items() if k != "HEIMDALL_SYNTH_API_TOKEN"}

@@ -13,8 +13,11 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
 def flask_routes(app) -> set[tuple[str, str]]:
+    """The API routes (under /api/); the HTML pages of the dashboard are not part of the API."""
     out = set()
     for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in rule.methods - IGNORED_METHODS:
             out.add((path, method.lower()))

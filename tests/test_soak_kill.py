@@ -16,16 +16,14 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from service import jobs
 from service.generation import run_job
+from tests.reliability_doc import write_section
 from tests.test_generation import DATA_COLUMNS, counts, generate, submit
-
-RELIABILITY = Path(__file__).resolve().parent.parent / "docs" / "RELIABILITY.md"
 
 
 def _run(url, job_id):
@@ -115,10 +113,8 @@ def test_sigkill_soak(conn, db_url):
     figures = soak(conn, db_url, samples=1_000_000, kills=20, seed=11)
     print(figures)
     assert figures["kills"] >= 20
-    text = RELIABILITY.read_text() if RELIABILITY.exists() else "# Reliability\n"
-    begin, end = "<!-- sigkill:begin -->", "<!-- sigkill:end -->"
-    section = "\n".join([
-        begin, "## SIGKILL soak (`pytest -m slow tests/test_soak_kill.py -s`)", "",
+    write_section("sigkill", [
+        "## SIGKILL soak (`pytest -m slow tests/test_soak_kill.py -s`)", "",
         f"Run {dt.date.today().isoformat()} on this machine (2 cores, embedded PostgreSQL).", "",
         f"* A {figures['samples']:,}-sample job killed with SIGKILL **{figures['kills']} times**"
         f" at random moments, {figures['mid_copy']} of them with a COPY in flight; resumed "
@@ -129,9 +125,4 @@ def test_sigkill_soak(conn, db_url):
         f"* At the end: {figures['rows']:,} rows, md5 over every data column "
         f"`{figures['checksum']}`, identical to the same job run without interruption: "
         "**zero rows lost, duplicated or changed**.",
-        f"* Wall time with the kills, restarts and resumes: {figures['seconds']:.0f} s.", end])
-    if begin in text:
-        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    RELIABILITY.write_text(text)
+        f"* Wall time with the kills, restarts and resumes: {figures['seconds']:.0f} s."])

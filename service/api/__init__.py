@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -134,21 +135,42 @@ def read_json(required: bool = True) -> Any:
         raise ApiError(415, "unsupported_media_type",
                        f"the body must be JSON sent with Content-Type: application/json "
                        f"(got {got})")
+    charset = request.mimetype_params.get("charset", "utf-8")
+    if charset.lower().replace("-", "") != "utf8":
+        # JSON is UTF-8 (RFC 8259); another charset is refused rather than decoded as asked
+        # (Python would happily "decode" charset=idna or base64).
+        raise ApiError(415, "unsupported_media_type",
+                       f"JSON bodies are UTF-8 (RFC 8259); charset={charset} is not supported")
     try:
-        text = data.decode(request.mimetype_params.get("charset", "utf-8"))
+        text = data.decode("utf-8")
         return json.loads(text, parse_constant=_reject_constant,
                           object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, LookupError) as exc:
+    except UnicodeDecodeError as exc:
         raise ApiError(400, "malformed_json", f"the body is not UTF-8 text: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON: arrays or objects "
+                                              "nested too deeply") from None
     except ValueError as exc:
+        if "integer string conversion" in str(exc):  # Python's guard against huge numbers
+            exc = (f"a number has more than {sys.get_int_max_str_digits():,} digits (no field "
+                   "takes one that long)")
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
 def no_body() -> None:
-    """For actions that take no body: accept none, or an empty JSON object."""
-    body = read_json(required=False)
-    if body is None or body == {}:
+    """For actions that take no body: accept none, or an empty JSON object. A JSON ``null``,
+    ``[]`` or ``""`` is a body, and not an empty object: refused, not read as none."""
+    if not request.get_data(cache=True):
+        return
+    body = read_json()
+    if isinstance(body, dict) and not body:
         return
     if not isinstance(body, dict):
-        raise ConfigError(None, "this endpoint takes no body (or an empty JSON object)")
+        raise ConfigError(None, "this endpoint takes no body (or an empty JSON object), got "
+                                f"JSON {_json_type(body)}")
     raise ConfigError(sorted(body)[0], "unknown field; this endpoint takes no body")
+
+
+def _json_type(value: Any) -> str:
+    return {type(None): "null", bool: "true/false", str: "text", list: "array",
+            int: "number", float: "number"}.get(type(value), type(value).__name__)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from kernel.config import ConfigError
+from service.request import check_field
 
 from . import API_PREFIX, get_db, int_arg, parse_uuid, query_args, read_json, store
 from .serialize import dataset_json, sample_json
@@ -50,9 +51,10 @@ def rename_dataset(dataset_id):
             raise ConfigError(str(key), "unknown field; only name can be changed")
     if "name" not in body:
         raise ConfigError("name", "is required")
+    name = check_field("name", body["name"])  # the whole request is checked before the 404
     conn = get_db()
-    store().get_dataset(conn, dataset_id, with_count=False)  # 404 first
-    return jsonify(dataset_json(store().rename_dataset(conn, dataset_id, body["name"])))
+    store().get_dataset(conn, dataset_id, with_count=False)
+    return jsonify(dataset_json(store().rename_dataset(conn, dataset_id, name)))
 
 
 @bp.delete("/datasets/<dataset_id>")

@@ -5,24 +5,34 @@ run, and ``run_job`` releases the GIL in the kernel (nogil) and in PostgreSQL I/
 
 Each submitted job gets a ``threading.Event`` for cancel (the HTTP cancel also sets the row's
 ``cancel_requested`` through ``jobs.request_cancel``, which is what a job run by another process
-sees). Two jobs on one dataset may both be given to the pool; ``run_job`` makes the second
-wait, reported ``queued``, on the dataset's advisory lock (C6).
+sees).
+
+Jobs on one dataset run one after another (C6), and a job waiting for another on its dataset
+must not take a worker from jobs on other datasets: the runner keeps, per dataset, a line of its
+jobs in submission order; only the first of each line is in the pool, the others wait, recorded
+``queued`` ("waiting for job <id> on this dataset"), and each goes to the pool (``pending``
+again, "waiting for a job worker") when the one before it has ended. (A job of ANOTHER process
+on the same dataset is still waited for by ``run_job``, on the dataset's advisory lock, also
+reported ``queued``.) Without the lines, three expansions of one dataset given to two workers
+would take both, one of them only to wait, and a job on another dataset would wait behind
+them.
 
 The job row stays the single source of truth. The runner also keeps, for each job it runs,
 the list of the loop's ``batch`` events of the current run (``JobEntry.batches``), so that the
 event stream can report every committed batch exactly; the stream still takes status, counts
 and the final record from the row.
 
-While a job waits in the pool's queue, the runner holds the job's session advisory lock (the
-one ``run_job`` takes when it starts) on a connection of its own, and lets go just before
-``run_job`` starts. So a job waiting here is never taken for an orphan by another process
-(``recover_interrupted``, ``prepare_resume`` of a 'pending' job whose creator died).
+While a job waits in the pool's queue or in a line, the runner holds the job's session
+advisory lock (the one ``run_job`` takes when it starts) on a connection of its own, and lets
+go just before ``run_job`` starts. So a job waiting here is never taken for an orphan by another
+process (``recover_interrupted``, ``prepare_resume`` of a 'pending' job whose creator died).
 
-The runner writes a job row itself in two cases only, both for a job that never reached
-``run_job`` (so no other writer can exist): cancelled while waiting in the pool's queue
-(-> ``cancelled``), and left in the queue when the service stops (-> ``interrupted``, so it can
-be resumed). A job RUNNING when the service stops is cancelled at its next batch and then
-recorded ``interrupted`` instead of ``cancelled`` (nobody asked for the cancel).
+The runner writes a job row itself only for a job that has not reached ``run_job`` (so no
+other writer can exist): waiting in its dataset's line (-> ``queued``), cancelled while waiting
+in the pool's queue or in a line (-> ``cancelled``), and left waiting when the service stops
+(-> ``interrupted``, so it can be resumed). A job RUNNING when the service stops is cancelled
+at its next batch and then recorded ``interrupted`` instead of ``cancelled`` (nobody asked for
+the cancel).
 """
 
 from __future__ import annotations
@@ -39,9 +49,11 @@ log = logging.getLogger("heimdall.service")
 BATCH_LOG = 20_000
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (lines, lists)
 class JobEntry:
     job_id: str
+    line: str = ""  # its dataset's line (the dataset id; the job id when it could not be read)
+    previous: "JobEntry | None" = None  # an earlier run of the same job, winding down
     cancel: threading.Event = field(default_factory=threading.Event)
     batches: deque = field(default_factory=lambda: deque(maxlen=BATCH_LOG))
     future: Future | None = None
@@ -67,6 +79,7 @@ class JobRunner:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="heimdall-job")
         self._lock = threading.Lock()
         self._jobs: dict[str, JobEntry] = {}
+        self._lines: dict[str, deque[JobEntry]] = {}  # the first of each line is in the pool
         self._owner_lock = threading.Lock()
         self._owner = None  # connection holding the locks of the jobs waiting in the queue
 
@@ -76,14 +89,24 @@ class JobRunner:
         """Run a job (new or resumed) in the background. A previous run of the same job still
         winding down in this process is waited for first (it holds the job's lock)."""
         job_id = str(job_id)
+        dataset_id = self._dataset_of(job_id)
         with self._lock:
             if self.closing.is_set():
                 raise RuntimeError("the service is stopping")
-            previous = self._jobs.get(job_id)
-            entry = JobEntry(job_id)
+            entry = JobEntry(job_id, line=dataset_id or job_id, previous=self._jobs.get(job_id))
             entry.held = self._hold(job_id)
             self._jobs[job_id] = entry
-            entry.future = self._pool.submit(self._run, entry, previous)
+            line = self._lines.setdefault(entry.line, deque())
+            line.append(entry)
+            if len(line) == 1:
+                entry.future = self._pool.submit(self._run, entry)
+            else:
+                ahead = line[-2].job_id
+                self._owner_sql(
+                    "UPDATE heimdall.generation_jobs SET status = 'queued', progress_message = "
+                    "%s, heartbeat_at = now() WHERE id = %s AND status = 'pending'",
+                    ("waiting for its previous run to end" if ahead == job_id else
+                     f"waiting for job {ahead} on this dataset", job_id))
         return entry
 
     def entry(self, job_id) -> JobEntry | None:
@@ -92,22 +115,25 @@ class JobRunner:
 
     def cancel(self, job_id) -> None:
         """Ask the job to stop (it stops after its current batch). A job still waiting in the
-        pool's queue is taken out and recorded cancelled at once."""
+        pool's queue, or behind another job of its dataset, is taken out and recorded cancelled
+        at once."""
         entry = self.entry(job_id)
         if entry is None:
             return  # not ours: the row's cancel_requested reaches whoever runs it
         entry.user_cancelled = True
         entry.cancel.set()
-        if entry.future is not None and entry.future.cancel():
+        with self._lock:
+            waiting = self._leave_line(entry)  # behind another job of its dataset: never starts
+        if waiting or (entry.future is not None and entry.future.cancel()):
             self._end_unstarted(entry, "cancelled",
                                 "Cancelled before it started; nothing (more) was generated.")
 
     # ---- the worker
 
-    def _run(self, entry: JobEntry, previous: JobEntry | None) -> None:
+    def _run(self, entry: JobEntry) -> None:
         try:
-            if previous is not None:
-                previous.done.wait()
+            if entry.previous is not None:
+                entry.previous.done.wait()
             if entry.cancel.is_set():
                 if self.closing.is_set() and not entry.user_cancelled:
                     self._end_unstarted(entry, "interrupted", _STOPPED_BEFORE)
@@ -135,50 +161,89 @@ class JobRunner:
         finally:
             self._release(entry)
             entry.done.set()
-            with self._lock:
-                if self._jobs.get(entry.job_id) is entry:
-                    del self._jobs[entry.job_id]
+            self._forget(entry)
 
     def _end_unstarted(self, entry: JobEntry, status: str, message: str) -> None:
-        self._mark(entry.job_id, "pending", status, message)
+        if not self._mark(entry.job_id, "queued", status, message):
+            self._mark(entry.job_id, "pending", status, message)
         self._release(entry)
         entry.done.set()
+        self._forget(entry)
+
+    def _forget(self, entry: JobEntry) -> None:
+        """The job has ended: drop it, and give the next job of its dataset to the pool."""
         with self._lock:
             if self._jobs.get(entry.job_id) is entry:
                 del self._jobs[entry.job_id]
+            line = self._lines.get(entry.line)
+            if line is None:
+                return
+            if entry in line:
+                line.remove(entry)
+            if not line:
+                del self._lines[entry.line]
+            elif line[0].future is None and not self.closing.is_set():
+                self._owner_sql(  # before run_job can start: it may set 'queued' itself
+                    "UPDATE heimdall.generation_jobs SET status = 'pending', progress_message = "
+                    "'waiting for a job worker', heartbeat_at = now() WHERE id = %s AND "
+                    "status = 'queued'", (line[0].job_id,))
+                line[0].future = self._pool.submit(self._run, line[0])
+
+    def _leave_line(self, entry: JobEntry) -> bool:
+        """Under self._lock: take a job that waits behind another of its dataset (not yet in
+        the pool) out of its line; False when it is not waiting there."""
+        line = self._lines.get(entry.line)
+        if entry.future is not None or line is None or entry not in line:
+            return False
+        line.remove(entry)
+        return True
 
     # ---- the queue's advisory locks
 
-    def _owner_sql(self, sql_fn, job_id: str) -> bool:
+    def _owner_sql(self, sql: str, params: tuple):
+        """``sql`` on the runner's own connection: the first row, or None when it failed (the
+        queue's locks, its 'queued' marks and the dataset look-up only help; ``run_job`` and
+        the job row stay the source of truth)."""
         from service.database import connect
-        from service.generation import lock_key
         with self._owner_lock:
             try:
                 if self._owner is None or self._owner.closed or self._owner.broken:
                     self._owner = connect(self.url, autocommit=True)
-                return bool(self._owner.execute(
-                    f"SELECT {sql_fn}({lock_key('job', '%s')})", (job_id,)).fetchone()[0])
-            except Exception as exc:  # noqa: BLE001 - the lock only guards against misreading
-                log.warning("job %s: advisory lock %s failed: %s", job_id, sql_fn, exc)
-                return False
+                cur = self._owner.execute(sql, params)
+                return cur.fetchone() if cur.description else ()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("job runner: %s failed: %s", sql.split("(")[0], exc)
+                return None
+
+    def _dataset_of(self, job_id: str) -> str | None:
+        row = self._owner_sql("SELECT dataset_id FROM heimdall.generation_jobs WHERE id = %s",
+                              (job_id,))
+        return str(row[0]) if row and row[0] is not None else None
 
     def _hold(self, job_id: str) -> bool:
-        return self._owner_sql("pg_try_advisory_lock", job_id)
+        from service.generation import lock_key
+        row = self._owner_sql(f"SELECT pg_try_advisory_lock({lock_key('job', '%s')})",
+                              (job_id,))
+        return bool(row and row[0])
 
     def _release(self, entry: JobEntry) -> None:
+        from service.generation import lock_key
         if entry.held:
             entry.held = False
-            self._owner_sql("pg_advisory_unlock", entry.job_id)
+            self._owner_sql(f"SELECT pg_advisory_unlock({lock_key('job', '%s')})",
+                            (entry.job_id,))
 
-    def _mark(self, job_id: str, from_status: str, status: str, message: str) -> None:
-        """Record the end of a job this runner stopped (see the module docstring)."""
+    def _mark(self, job_id: str, from_status: str, status: str, message: str) -> bool:
+        """Record the end of a job this runner stopped (see the module docstring), if it is
+        still ``from_status``; whether it was."""
         from service import jobs
         from service.database import connect
         try:
             with connect(self.url) as conn:
-                jobs.mark_stopped(conn, job_id, from_status, status, message)
+                return jobs.mark_stopped(conn, job_id, from_status, status, message)
         except Exception:  # noqa: BLE001
             log.exception("could not record job %s as %s", job_id, status)
+            return False
 
     # ---- stopping
 
@@ -192,10 +257,11 @@ class JobRunner:
         with self._lock:
             self.closing.set()
             entries = list(self._jobs.values())
+            waiting = [e for e in entries if self._leave_line(e)]
         for entry in entries:
             entry.cancel.set()
         for entry in entries:
-            if entry.future is not None and entry.future.cancel():
+            if entry in waiting or (entry.future is not None and entry.future.cancel()):
                 self._end_unstarted(entry, "interrupted", _STOPPED_BEFORE)
         futures = [e.future for e in entries if e.future is not None]
         wait(futures, timeout=timeout)

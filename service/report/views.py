@@ -1,0 +1,94 @@
+"""The report over HTTP: one plot as PNG under the API, and an HTML page for people.
+
+* ``GET /api/training/synthetic/datasets/<dataset_id>/report/<plot>.png``: 200 image/png;
+  404 naming ``plot`` for an unknown plot, naming ``dataset_id`` for an unknown dataset;
+  422 for an id that is not a UUID or a query parameter (none are taken).
+* ``GET /datasets/<dataset_id>/report``: the dataset's metadata, counts, quality aggregates,
+  jobs and the plots (served by the route above). Not part of the API; errors are still the
+  one JSON error body of ``service.app``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from flask import Blueprint, Response, render_template, url_for
+
+from service.request import NotFoundError
+
+from ..api import API_PREFIX, get_db, parse_uuid, query_args, store
+from . import PLOT_NAMES, PLOTS
+
+bp = Blueprint("report", __name__, template_folder="templates")
+
+#: quality_metrics keys shown on the page (running aggregates kept by the generation loop).
+QUALITY_ROWS = (
+    ("mean_mean_snr_db", "mean SNR of the detecting receivers", "dB"),
+    ("mean_detected_receivers", "mean detecting receivers", ""),
+    ("mean_gdop", "mean GDOP (finite values)", ""),
+    ("min_gdop", "smallest GDOP", ""),
+    ("max_gdop", "largest GDOP", ""),
+    ("mean_hdop", "mean HDOP (finite values)", ""),
+    ("mean_crb_m", "mean RSS Cramer-Rao bound (finite values)", "m"),
+    ("mean_overall_confidence", "mean overall confidence", "0-1"),
+)
+JOBS_SHOWN = 100
+CONFIG_ROWS = ("frequency_mhz", "tx_power_dbm", "noise_floor_dbm", "min_snr_db", "min_receivers",
+               "max_gdop", "max_crb_m", "use_random_receivers", "inside_ratio", "margin_deg",
+               "num_chunks")
+
+
+@bp.get(f"{API_PREFIX}/datasets/<dataset_id>/report/<plot>.png")
+def plot_png(dataset_id, plot):
+    """One plot of the dataset's report as a PNG image."""
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    query_args(())
+    if plot not in PLOTS:
+        raise NotFoundError(f"no plot {plot!r}; the plots are {', '.join(PLOT_NAMES)}",
+                            field="plot")
+    from .render import render_png
+    png = render_png(get_db(), dataset_id, plot)
+    # A dataset grows (expansions): caches must ask again.
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get("/datasets/<dataset_id>/report")
+def page(dataset_id):
+    """The report page of a dataset."""
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    query_args(())
+    from .queries import outcomes, snapshot
+    conn, jobs = get_db(), store()
+    with snapshot(conn):
+        dataset = jobs.get_dataset(conn, dataset_id)
+        job_rows = jobs.list_jobs(conn, dataset_id, limit=JOBS_SHOWN)
+        outcome = outcomes(conn, dataset_id)
+    quality = dataset["quality_metrics"] or {}
+    config = dataset["config"] or {}
+    if config.get("use_random_receivers"):
+        receivers = (f"random, {config['min_receivers_count']}-{config['max_receivers_count']} "
+                     f"per attempt, {config['receiver_placement']} placement")
+    else:
+        receivers = ", ".join(r["name"] for r in config.get("receivers", ()))
+    return render_template(
+        "report/page.html", dataset=dataset, jobs=job_rows, jobs_shown=JOBS_SHOWN,
+        outcome=outcome, receivers=receivers,
+        quality=[(label, _number(quality.get(key)), unit) for key, label, unit in QUALITY_ROWS],
+        config=[(key, _number(config.get(key))) for key in CONFIG_ROWS],
+        plots=[(name, title, url_for("report.plot_png", dataset_id=dataset_id, plot=name))
+               for name, title in PLOTS.items()],
+        api_url=f"{API_PREFIX}/datasets/{dataset_id}", jobs_url=f"{API_PREFIX}/jobs")
+
+
+def _number(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    return str(value)
