@@ -492,6 +492,7 @@ def _run_locked(url, conn, job_id, threads, cancel, emit, events, t0) -> JobResu
             "WHERE id = %s", (offset, device, job_id))
     requested = int(job["requested"])
     generated, attempted = int(job["generated"]), int(job["attempted"])
+    run_start = generated
     rejections = {k: int(job["rejections"].get(k, 0)) for k in REJECT_REASONS}
     max_attempts = int(options["max_attempts"])
     max_run = int(options["max_consecutive_rejections"])
@@ -536,7 +537,8 @@ def _run_locked(url, conn, job_id, threads, cancel, emit, events, t0) -> JobResu
               "generated": new_generated, "requested": requested, "attempted": new_attempted,
               "samples_offset": offset, "committed_count": total, "message": msg,
               "rejections": cumulative,
-              "rate": new_generated / max(time.perf_counter() - t0, 1e-9)})
+              # this run's samples over this run's time (a resumed job's earlier runs apart)
+              "rate": (new_generated - run_start) / max(time.perf_counter() - t0, 1e-9)})
         return new_generated, new_attempted
 
     try:

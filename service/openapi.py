@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kernel.config import plain
-from kernel.defaults import MAX_GDOP_FIXED, MAX_GDOP_RANDOM, PARAMETERS, RECEIVER_LIMITS, Param
+from kernel.defaults import PARAMETERS, RECEIVER_LIMITS, Param
 from service.report import PLOTS
 
 API = "/api/training/synthetic"
@@ -73,9 +73,7 @@ def param_schema(p: Param) -> dict:
         s["type"] = [s["type"], "null"]
         if "enum" in s:
             s["enum"].append(None)
-    doc = p.doc + _SCOPE_NOTE[p.scope]
-    if p.name == "max_gdop":
-        doc += f" (default {MAX_GDOP_FIXED:g}, {MAX_GDOP_RANDOM:g} with use_random_receivers)"
+    doc = p.doc + _SCOPE_NOTE[p.scope]   # the table's text already names computed defaults
     s["description"] = (s.get("description", "") + "; " if "description" in s else "") + doc
     if p.default is not None or p.nullable:
         s["default"] = plain(p.default)
