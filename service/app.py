@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "EVENTS_POLL_S": 0.25,
     "EVENTS_KEEPALIVE_S": 10.0,
     "MAX_CONTENT_LENGTH": 1 << 20,
+    "MAX_EXPORTS": 4,   # exports streamed at once (each holds a thread and a connection)
 }
 
 

@@ -225,15 +225,21 @@ def _schemas() -> dict:
                            "comments",
             "dependentRequired": {"event": ["data", "id"]},
             "properties": {
-                "event": {"type": "string", "enum": ["status", "progress", "batch", "final"]},
+                "event": {"type": "string",
+                          "enum": ["status", "progress", "batch", "final", "error"]},
                 "data": {"type": "string", "contentMediaType": "application/json",
                          "contentSchema": {"type": "object"},
-                         "description": "a JSON object; for 'final' the Job record"},
+                         "description": "a JSON object; for 'final' the Job record; for "
+                                        "'error' (the job was deleted, or the database did "
+                                        "not answer; the stream then ends) the Error body"},
                 "id": {"type": "string", "pattern": "^[0-9]+$",
                        "description": "sequence number of the event in this stream"},
                 "retry": {"type": "integer", "minimum": 0}},
-            "if": {"required": ["event"], "properties": {"event": {"const": "final"}}},
-            "then": {"properties": {"data": {"contentSchema": _ref("Job")}}}},
+            "allOf": [
+                {"if": {"required": ["event"], "properties": {"event": {"const": "final"}}},
+                 "then": {"properties": {"data": {"contentSchema": _ref("Job")}}}},
+                {"if": {"required": ["event"], "properties": {"event": {"const": "error"}}},
+                 "then": {"properties": {"data": {"contentSchema": _ref("Error")}}}}]},
         "JobList": {"type": "object", "properties": {
             "jobs": {"type": "array", "items": _ref("Job")}, "count": {"type": "integer"},
             "limit": {"type": "integer"}}},
@@ -414,8 +420,10 @@ def _paths() -> dict:
             "The job's progress as server-sent events", {
                 "200": {"description": "text/event-stream of events 'status', 'progress' (at "
                                        "least once a second while active), 'batch' (one per "
-                                       "committed batch) and 'final' (the Job record; the "
-                                       "stream then ends)",
+                                       "committed batch), 'final' (the Job record; the "
+                                       "stream then ends) and 'error' (the job was deleted "
+                                       "or the database did not answer; the stream then "
+                                       "ends)",
                         "content": {"text/event-stream": {"schema": _ref("JobEvent")}}},
                 "404": _404, "422": _422,
                 "503": _err("the server holds its limit of open event streams "
@@ -474,7 +482,10 @@ def _paths() -> dict:
                 "404": _err("no such dataset"),
                 "409": _err("a stored row cannot be exported (not_exportable: a NULL value or "
                             "receiver arrays of different lengths; field: the column)"),
-                "422": _422},
+                "422": _422,
+                "503": _err("the server already streams its limit of exports "
+                            "(too_many_exports; Retry-After says when to retry), or the "
+                            "database does not answer (database_unavailable)")},
             tag="datasets", op_id="exportDataset", params=[
                 ds_id,
                 _query("format", {"type": "string", "enum": ["parquet", "npz"],

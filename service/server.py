@@ -105,7 +105,8 @@ class ServerThread:
     def __init__(self, app, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  threads: int = HTTP_THREADS, event_streams: int = MAX_EVENT_STREAMS):
         from waitress import create_server
-        slots = REQUEST_SLOTS + DATASET_READ_SLOTS
+        # exports, like streams, hold their thread while their body is sent
+        slots = REQUEST_SLOTS + DATASET_READ_SLOTS + int(app.config.get("MAX_EXPORTS", 0))
         if event_streams < 1 or threads - event_streams < slots:
             raise ValueError(f"with {threads} threads, event_streams must be between 1 and "
                              f"{threads - slots}: open streams hold threads, and {slots} must "

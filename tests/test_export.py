@@ -543,3 +543,44 @@ def test_a_client_leaving_mid_download_releases_everything(server, conn, db_url,
             time.sleep(0.05)
         assert backends() == 0, (fmt, take)
         assert not list(tmp_path.glob("heimdall-export-*")), (fmt, take)
+
+
+def test_exports_beyond_their_slots_are_refused_until_one_ends(server, conn, db_url, monkeypatch):
+    """A download holds its thread and its snapshot's connection while the client reads, after
+    the request's own slot is given back; so exports have a cap of their own (MAX_EXPORTS), and
+    one more is refused at once with 503 and Retry-After, holding nothing. Found in review: the
+    cap was missing, and enough slow downloads could take every thread and connection."""
+    dataset_id, _ = generate(conn, db_url, "popular", 1000, seed=91)
+    monkeypatch.setitem(server.app.config, "MAX_EXPORTS", 2)
+    server.app.extensions.pop("heimdall.export_slots", None)   # sized on first use
+    path = f"/api/training/synthetic/datasets/{dataset_id}/export"
+
+    def start(fmt: str):
+        environ = EnvironBuilder(path=path, query_string={"format": fmt}).get_environ()
+        status, headers = [], {}
+
+        def start_response(s, h, exc_info=None):
+            status.append(s)
+            headers.update(h)
+        body = server.app(environ, start_response)
+        return status[0], headers, body
+
+    held = [start("parquet"), start("npz")]
+    assert [s for s, _, _ in held] == ["200 OK"] * 2
+    status, headers, body = start("parquet")
+    assert status.startswith("503") and headers["Retry-After"] == "10"
+    reply = json.loads(b"".join(body))
+    assert reply["error"] == "too_many_exports" and "2 exports" in reply["message"]
+    held[0][2].close()                       # a client finishes (or goes away)
+    status, _, body = start("parquet")
+    assert status == "200 OK"
+    body.close()
+    held[1][2].close()
+    for _ in range(3):                       # every slot came back, also from HEAD requests
+        environ = EnvironBuilder(path=path, method="HEAD").get_environ()
+        assert server.app(environ, lambda s, h, e=None: held.append(s)) is not None
+    assert held[-3:] == ["200 OK"] * 3
+    held_now = [start("npz"), start("npz")]
+    assert [s for s, _, _ in held_now] == ["200 OK"] * 2
+    for _, _, body in held_now:
+        body.close()

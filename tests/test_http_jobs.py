@@ -82,6 +82,8 @@ def test_two_expansions_of_one_dataset_queue_and_both_complete(api, db_url):
                          batch_size=1000)
     second = api.generate(expand_dataset_id=base["dataset_id"], num_samples=3000,
                           batch_size=1000)
+    # the reply says what the runner wrote on the row: the second waits behind the first
+    assert (first["status"], second["status"]) == ("pending", "queued")
     seen = {first["job_id"]: [], second["job_id"]: []}
 
     def watch(job_id):

@@ -490,3 +490,16 @@ def test_every_package_and_the_templates_ship():
     templates = [p.relative_to(root / "service" / "report")
                  for p in (root / "service" / "report" / "templates").rglob("*") if p.is_file()]
     assert templates and all(any(t.match(pat) for pat in patterns) for t in templates)
+
+
+def test_receiver_names_are_drawn_as_typed_never_as_mathtext(conn, db_url):
+    """Found in review: matplotlib reads '$...$' as a formula, so a receiver named '$\\frac{$'
+    made the map fail (a 500 over HTTP) and 'Site $5 to $10' was drawn as maths."""
+    receivers = [dict(r) for r in DEFAULT_RECEIVERS]
+    receivers[0]["name"], receivers[1]["name"] = "$\\frac{$", "Site $5 to $10"
+    made = _submit(conn, name="dollars", num_samples=50, seed=5, receivers=receivers)
+    assert run_job(db_url, made["job_id"]).status == "completed"
+    fig = figures(conn, made["dataset_id"], names=("map",))["map"]
+    assert {t.get_text() for t in fig.axes[0].texts} == {r["name"] for r in receivers}
+    png = render_png(conn, made["dataset_id"], "map")
+    assert png.startswith(b"\x89PNG")

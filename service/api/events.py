@@ -45,6 +45,7 @@ import psycopg
 from service.database import connect
 
 from . import ApiError
+from .jobs import JOB_WITH_COUNT
 from .serialize import TERMINAL, dumps, job_json
 
 log = logging.getLogger("heimdall.service")
@@ -58,10 +59,8 @@ _PROGRESS_KEYS = ("id", "dataset_id", "status", "progress", "requested", "genera
                   "committed_count", "dataset_num_samples", "cancel_requested", "device",
                   "duration_s", "samples_per_second")
 
-# The same columns as GET /jobs/{id} (jobs.JOB_SNAPSHOT), for every followed job at once.
-_READING_SQL = (
-    "SELECT j.*, d.num_samples AS dataset_num_samples FROM heimdall.generation_jobs j "
-    "LEFT JOIN heimdall.synthetic_datasets d ON d.id = j.dataset_id WHERE j.id = ANY(%s::uuid[])")
+# The same statement as GET /jobs/{id}, for every followed job at once.
+_READING_SQL = JOB_WITH_COUNT + " WHERE j.id = ANY(%s::uuid[])"
 
 
 class JobWatch:

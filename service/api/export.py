@@ -14,13 +14,47 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from contextlib import closing
+from typing import Callable
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
-from . import API_PREFIX, parse_uuid, query_args, state
+from . import API_PREFIX, ApiError, parse_uuid, query_args, state
 
 bp = Blueprint("export", __name__, url_prefix=API_PREFIX)
+
+RETRY_AFTER_S = 10
+_SLOTS_KEY = "heimdall.export_slots"
+_SLOTS_LOCK = threading.Lock()
+
+
+def take_export_slot() -> Callable[[], None]:
+    """One of the app's ``MAX_EXPORTS`` export slots, or 503 ``too_many_exports`` at once.
+
+    A download is sent after the request's own slot is given back (service.server.RequestSlots)
+    and holds its thread and its snapshot's connection for as long as the client reads, so
+    exports have their own cap: without it enough slow downloads would take every thread and
+    every connection the server has. Returns the release (safe to call more than once)."""
+    app = current_app
+    limit = int(app.config["MAX_EXPORTS"])
+    with _SLOTS_LOCK:
+        slots = app.extensions.get(_SLOTS_KEY)
+        if slots is None:
+            slots = app.extensions[_SLOTS_KEY] = threading.BoundedSemaphore(limit)
+    if not slots.acquire(blocking=False):
+        raise ApiError(503, "too_many_exports",
+                       f"this server already streams {limit} exports, its limit; retry in "
+                       f"{RETRY_AFTER_S} s", headers={"Retry-After": str(RETRY_AFTER_S)})
+    once = threading.Lock()
+    released = []
+
+    def release() -> None:
+        with once:
+            if not released:
+                released.append(True)
+                slots.release()
+    return release
 
 
 @bp.get("/datasets/<dataset_id>/export")
@@ -29,21 +63,36 @@ def export_dataset(dataset_id):
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     args = query_args(("format",))
     fmt = export.check_format(args.get("format", export.DEFAULT_FORMAT))
+    release = take_export_slot()
+    try:
+        return _export_response(dataset_id, fmt, release)
+    except BaseException:
+        release()
+        raise
+
+
+def _export_response(dataset_id, fmt, release):
+    from service import export
     snapshot = export.Snapshot(state().url, dataset_id, field="dataset_id", by_name=False)
     headers = {"Content-Disposition": export.content_disposition(snapshot.name, fmt),
                "X-Dataset-Rows": str(snapshot.rows), "Cache-Control": "no-store"}
     if request.method == "HEAD":  # the headers only: read nothing (and claim no length)
         snapshot.close()
+        release()
         return Response(iter(()), mimetype=fmt.media_type, headers=headers)
     if fmt.name == "parquet":
-        body = export.stream(lambda out: export.parquet_steps(snapshot, out), snapshot.close)
-        cleanup = snapshot.close
+        def cleanup():
+            snapshot.close()
+            release()
+
+        body = export.stream(lambda out: export.parquet_steps(snapshot, out), cleanup)
     else:
         work = tempfile.mkdtemp(prefix="heimdall-export-")
 
         def cleanup():
             snapshot.close()
             shutil.rmtree(work, ignore_errors=True)
+            release()
 
         try:
             spool = export.NpzSpool(snapshot, work)

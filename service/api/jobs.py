@@ -12,8 +12,11 @@ from .serialize import job_json
 
 bp = Blueprint("jobs", __name__, url_prefix=API_PREFIX)
 
-JOB_SNAPSHOT = ("SELECT j.*, d.num_samples AS dataset_num_samples FROM heimdall.generation_jobs j "
-                "LEFT JOIN heimdall.synthetic_datasets d ON d.id = j.dataset_id WHERE j.id = %s")
+# A job row with its dataset's committed count, in one statement (GET /jobs/{id} and the
+# event streams' reader both use it, so they cannot drift apart).
+JOB_WITH_COUNT = ("SELECT j.*, d.num_samples AS dataset_num_samples FROM heimdall.generation_jobs "
+                  "j LEFT JOIN heimdall.synthetic_datasets d ON d.id = j.dataset_id")
+JOB_SNAPSHOT = JOB_WITH_COUNT + " WHERE j.id = %s"
 
 
 def load_job(conn, job_id: str) -> dict:
@@ -43,7 +46,7 @@ def generate():
     body = read_json()
     req = GenerateRequest.from_dict(body)
     created = store().create_job(get_db(), req)
-    state().runner.submit(created["job_id"])
+    entry = state().runner.submit(created["job_id"])
     extra = {}
     ignored = [k for k in ("name", "description") if req.is_expansion and k in req.given]
     if ignored:
@@ -53,7 +56,7 @@ def generate():
             f"{' and '.join(ignored)} of an expansion describe this request only (kept in the "
             "job's config.request); the dataset keeps its own; rename it with PATCH "
             f"{API_PREFIX}/datasets/{created['dataset_id']}"]
-    return _accepted(created["job_id"], created["dataset_id"], created["status"],
+    return _accepted(created["job_id"], created["dataset_id"], _submitted(entry, created),
                      kind=created["kind"], overrides=created["overrides"], **extra)
 
 
@@ -101,9 +104,16 @@ def resume_job(job_id):
     query_args(())
     no_body()
     job = store().prepare_resume(get_db(), job_id)  # 404 / 409 not_resumable
-    state().runner.submit(job_id)
-    return _accepted(job_id, str(job["dataset_id"]), job["status"], kind=job["kind"],
+    entry = state().runner.submit(job_id)
+    return _accepted(job_id, str(job["dataset_id"]), _submitted(entry, job), kind=job["kind"],
                      overrides=job.get("overrides") or {})
+
+
+def _submitted(entry, job: dict) -> str:
+    """The job's status as submission left it: 'queued' when the runner placed it behind
+    another job of its dataset (and wrote so on the row), else the status it was created or
+    prepared with; the reply never says less than the row."""
+    return "queued" if entry.waiting else job["status"]
 
 
 @bp.get("/jobs/<job_id>/events")

@@ -60,6 +60,7 @@ class JobEntry:
     user_cancelled: bool = False
     started: bool = False
     held: bool = False  # the runner holds the job's advisory lock while it waits
+    waiting: bool = False  # submitted behind another job of its line: recorded 'queued'
     done: threading.Event = field(default_factory=threading.Event)
 
     def on_event(self, event: dict) -> None:
@@ -101,6 +102,7 @@ class JobRunner:
             if len(line) == 1:
                 entry.future = self._pool.submit(self._run, entry)
             else:
+                entry.waiting = True
                 ahead = line[-2].job_id
                 self._owner_sql(
                     "UPDATE heimdall.generation_jobs SET status = 'queued', progress_message = "

@@ -138,7 +138,9 @@ def _label_receivers(fig, ax, receivers) -> None:
     taken = [(x - half, y - half, x + half, y + half) for x, y in xy]
     for r in receivers:
         for k, (dx, dy, ha, va) in enumerate(_LABEL_SPOTS):
+            # parse_math=False: a name is shown as typed ('$5 to $10' is not mathtext)
             label = ax.annotate(r["name"], (r["lon"], r["lat"]), xytext=(dx, dy),
+                                parse_math=False,
                                 textcoords="offset points", ha=ha, va=va, fontsize=8, zorder=6,
                                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                                       "alpha": 0.75})

@@ -62,9 +62,9 @@ export class DatasetsTable {
     this.changed();
   }
 
-  // A disagreeing pair is read once more before it is shown: the API reads num_samples and
-  // COUNT(*) in two statements, so a batch committed between them can make one read disagree
-  // for an instant. A real disagreement (SPEC C3 broken) survives the second read.
+  // The API reads num_samples and COUNT(*) in one statement (one snapshot), so they agree
+  // unless SPEC C3 is broken. A disagreeing pair is still read once more before it is flagged:
+  // a warning an operator acts on should not rest on a single read.
   async accept(dataset) {
     if (dataset.counts_agree === false) {
       const again = await get(`/datasets/${dataset.id}`);

@@ -120,10 +120,15 @@ class JobCard {
       this.panel.datasetMoved(this.job.dataset_id, true);
     });
     source.addEventListener("error", (e) => {
-      if (e.data) {               // the server's own error event (the job no longer exists)
+      if (e.data) {               // the server's own error event; the stream has ended
         const data = parseJSON(e.data);
         this.close();
         this.setStream(`stream ended: ${data.message}`);
+        // Only a deleted job is gone for good; after a database hiccup (or a server bug) the
+        // job may still run: read it again in a moment and follow it anew while it is active.
+        if (data.error !== "not_found") {
+          setTimeout(() => this.panel.reread(this.id), STREAM_RETRY_MS);
+        }
       } else if (source.readyState === EventSource.CONNECTING) {
         this.setStream("reconnecting…");
       } else {
@@ -288,6 +293,8 @@ export class JobsPanel {
   async reread(jobId) {
     const reply = await get(`/jobs/${jobId}`);
     if (reply.ok) this.upsert(reply.body).watch();
+    // the server or its database is not back yet: try again (a deleted job is not retried)
+    else if (reply.status !== 404) setTimeout(() => this.reread(jobId), STREAM_RETRY_MS);
   }
 
   // A job the page just started (the 202 of /generate or /resume): read it, show it, follow it.
