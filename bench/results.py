@@ -27,15 +27,22 @@ def machine() -> str:
             f"numba {numba.__version__}, numpy {np.__version__}")
 
 
-def record(key: str, title: str, lines: list[str]) -> None:
-    """Replace (or append) the section ``key`` of bench/RESULTS.md, dated."""
+def replace_section(path: Path, key: str, lines: list[str], heading: str) -> None:
+    """Replace the lines between ``<!-- key:begin -->`` and ``<!-- key:end -->`` of the
+    Markdown file ``path`` (append the section when it has none; a new file starts with
+    ``heading``). Each script owns its sections and never touches the rest of the file."""
     begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
-    section = "\n".join([begin, f"## {title}", "",
-                         f"Measured {dt.date.today().isoformat()}.", "", *lines, end])
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    section = "\n".join([begin, *lines, end])
+    text = path.read_text() if path.exists() else heading + "\n"
     if begin in text:
         text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    path.write_text(text)
+
+
+def record(key: str, title: str, lines: list[str]) -> None:
+    """Replace (or append) the section ``key`` of bench/RESULTS.md, dated."""
+    replace_section(RESULTS, key, [f"## {title}", "", f"Measured {dt.date.today().isoformat()}.",
+                                   "", *lines], "# Benchmark results")
     print(f"recorded in {RESULTS}")

@@ -123,13 +123,6 @@ def _positive_int(name, text) -> int:
     return int(text)
 
 
-def _uuid(name, text) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise ConfigError(name, f"must be a UUID, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     # Global options are accepted before or after the subcommand: the copy on each subparser
     # has SUPPRESS defaults, so it only overrides what the main parser set when it is given.
@@ -403,16 +396,16 @@ def cmd_expand(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .jobs import prepare_resume
-    job_id = _uuid("job_id", args.job)
+    from .jobs import prepare_resume, uuid_of
+    job_id = uuid_of(args.job, "job_id")
     with _database(args) as (url, conn):
         prepare_resume(conn, job_id)
         return _run_foreground(args, url, conn, job_id)
 
 
 def cmd_cancel(args) -> int:
-    from .jobs import request_cancel
-    job_id = _uuid("job_id", args.job)
+    from .jobs import request_cancel, uuid_of
+    job_id = uuid_of(args.job, "job_id")
     with _database(args) as (_, conn):
         job = request_cancel(conn, job_id)
     if args.json:
@@ -461,8 +454,8 @@ def _print_jobs(jobs) -> None:
 
 
 def cmd_jobs(args) -> int:
-    from .jobs import find_dataset, get_job, list_jobs
-    job_id = _uuid("job_id", args.job) if args.action == "show" else None
+    from .jobs import find_dataset, get_job, list_jobs, uuid_of
+    job_id = uuid_of(args.job, "job_id") if args.action == "show" else None
     with _database(args) as (_, conn):
         if job_id:
             job = get_job(conn, job_id)

@@ -36,7 +36,9 @@ from .database import connect
 from .request import ConflictError, NotFoundError
 
 CHUNK_ROWS = 16_384
-PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 (PostgreSQL's epoch) in Unix microseconds
+# 2000-01-01 (PostgreSQL's epoch) in Unix microseconds; copy_rows.PG_EPOCH is the same instant,
+# not imported: copy_rows loads Numba, which an export does not need.
+PG_EPOCH_US = 946_684_800_000_000
 _NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
 

@@ -7,6 +7,7 @@ tests fail. Tests never skip for want of a database: they start what they need.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -32,10 +33,10 @@ def pg_server_url(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture
-def db_url(pg_server_url):
-    """URL of a new, empty database, dropped after the test."""
-    name = f"heimdall_test_{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def new_database(pg_server_url: str, purpose: str = "test"):
+    """URL of a new, empty database on the session's server, dropped on leaving."""
+    name = f"heimdall_{purpose}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -43,6 +44,13 @@ def db_url(pg_server_url):
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(pg_server_url):
+    """URL of a new, empty database, dropped after the test."""
+    with new_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.results import replace_section
+
 RELIABILITY = Path(__file__).resolve().parent.parent / "docs" / "RELIABILITY.md"
 
 
 def write_section(key: str, lines: list[str]) -> None:
-    """Replace the section ``key`` of docs/RELIABILITY.md with ``lines`` (append it when the
-    file has none yet)."""
-    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
-    section = "\n".join([begin, *lines, end])
-    text = RELIABILITY.read_text() if RELIABILITY.exists() else "# Reliability\n"
-    if begin in text:
-        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    RELIABILITY.write_text(text)
+    """Replace the section ``key`` of docs/RELIABILITY.md with ``lines``."""
+    replace_section(RELIABILITY, key, lines, "# Reliability")

@@ -584,3 +584,8 @@ def test_exports_beyond_their_slots_are_refused_until_one_ends(server, conn, db_
     assert [s for s, _, _ in held_now] == ["200 OK"] * 2
     for _, _, body in held_now:
         body.close()
+
+
+def test_the_reader_and_the_writer_share_postgresql_s_epoch():
+    from service.copy_rows import PG_EPOCH   # the writer's (the reader does not import it)
+    assert export_reader.PG_EPOCH_US == int(PG_EPOCH.timestamp()) * 1_000_000

@@ -30,6 +30,25 @@ def _kill_copy_backends(url: str) -> int:
             "current_database() AND pid <> pg_backend_pid() AND query ILIKE 'COPY%%'").fetchall())
 
 
+def assert_committed_intact(conn, created) -> dict:
+    """After the fault: the job's committed batches are all there and the counts agree (C3)."""
+    job = jobs.get_job(conn, created["job_id"])
+    meta, actual = counts(conn, created["dataset_id"])
+    assert meta == actual == job["generated"] > 0
+    assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+    return job
+
+
+def assert_resume_completes_exactly(conn, url, created, num_samples, **request):
+    """Resumed, the job completes with exactly the rows of the same request run without the
+    fault (every data column, in sample order)."""
+    jobs.prepare_resume(conn, created["job_id"])
+    assert run_job(url, created["job_id"]).final_count == num_samples
+    straight, _ = generate(conn, url, "straight", num_samples, **request)
+    assert rows(conn, created["dataset_id"]) == rows(conn, straight)
+    assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+
+
 def test_backend_terminated_mid_copy(conn, db_url):
     created = submit(conn, name="terminated", num_samples=40_000, seed=21, batch_size=2000)
     killed, started = [], threading.Event()
@@ -53,13 +72,8 @@ def test_backend_terminated_mid_copy(conn, db_url):
     assert job["status"] == "failed" and job["error"]
     assert "then resume the job" in job["stop_message"], job["stop_message"]
     print(f"job failed as it should: {err.value}")
-    meta, actual = counts(conn, created["dataset_id"])
-    assert meta == actual == job["generated"] > 0
-    assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
-    jobs.prepare_resume(conn, created["job_id"])
-    assert run_job(db_url, created["job_id"]).final_count == 40_000
-    straight, _ = generate(conn, db_url, "straight", 40_000, seed=21)
-    assert rows(conn, created["dataset_id"]) == rows(conn, straight)
+    assert_committed_intact(conn, created)
+    assert_resume_completes_exactly(conn, db_url, created, 40_000, seed=21)
 
 
 def _pg_ctl(server: EmbeddedPostgres, action: str) -> None:
@@ -102,12 +116,7 @@ def test_database_restart_mid_job(tmp_path):
             assert jobs.recover_interrupted(conn) == [created["job_id"]]
             status = jobs.get_job(conn, created["job_id"])["status"]
         assert status in ("interrupted", "failed")
-        jobs.prepare_resume(conn, created["job_id"])
-        assert run_job(url, created["job_id"]).final_count == 60_000
-        straight = submit(conn, name="straight", num_samples=60_000, seed=33)
-        run_job(url, straight["job_id"])
-        assert rows(conn, created["dataset_id"]) == rows(conn, straight["dataset_id"])
-        assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+        assert_resume_completes_exactly(conn, url, created, 60_000, seed=33)
         conn.close()
     finally:
         server.stop()
@@ -148,13 +157,9 @@ def test_statement_timeout_mid_job(conn, db_url):
     assert "statement_timeout" in job["stop_message"] and "resume" in job["stop_message"]
     assert "statement timeout" in str(err.value)
     print(f"job failed as it should: {job['stop_message']}")
-    meta, actual = counts(conn, created["dataset_id"])
-    assert meta == actual == job["generated"] > 0
-    assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
-    jobs.prepare_resume(conn, created["job_id"])
-    assert locked and run_job(db_url, created["job_id"]).final_count == 20_000
-    straight, _ = generate(conn, db_url, "straight", 20_000, seed=23, batch_size=1000)
-    assert rows(conn, created["dataset_id"]) == rows(conn, straight)
+    assert locked
+    assert_committed_intact(conn, created)
+    assert_resume_completes_exactly(conn, db_url, created, 20_000, seed=23, batch_size=1000)
 
 
 #: The small disk: tmpfs of SMALL_DISK_MB; the ballast leaves FREE_MB free when the job starts
@@ -205,16 +210,9 @@ def test_tablespace_fills_mid_job(tmp_path):
         assert "No space left on device" in job["error"], job["error"]
         assert "disk is full" in job["stop_message"] and "resume" in job["stop_message"]
         print(f"job failed as it should: {err.value}")
-        meta, actual = counts(conn, created["dataset_id"])
-        assert meta == actual == job["generated"] > 0
-        assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+        assert_committed_intact(conn, created)
         ballast.unlink()  # free space
-        jobs.prepare_resume(conn, created["job_id"])
-        assert run_job(url, created["job_id"]).final_count == 20_000
-        straight = submit(conn, name="straight", num_samples=20_000, seed=41, batch_size=1000)
-        run_job(url, straight["job_id"])
-        assert rows(conn, created["dataset_id"]) == rows(conn, straight["dataset_id"])
-        assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+        assert_resume_completes_exactly(conn, url, created, 20_000, seed=41, batch_size=1000)
         conn.close()
     finally:
         server.stop()

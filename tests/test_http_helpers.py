@@ -116,29 +116,35 @@ class Client:
         """Read GET /jobs/{id}/events to its end: [(seconds since connect, event, data)]."""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         t0 = time.monotonic()
-        out: list = []
         try:
             conn.request("GET", self._path(f"/jobs/{job_id}/events"))
             resp = conn.getresponse()
             assert resp.status == 200, resp.read()
             assert resp.headers["Content-Type"].startswith("text/event-stream")
-            name, data = None, []
-            while True:
-                line = resp.fp.readline()
-                if not line:
-                    break
-                line = line.decode().rstrip("\n")
-                if line == "":
-                    if name is not None:
-                        out.append((time.monotonic() - t0, name, json.loads("\n".join(data))))
-                    name, data = None, []
-                elif line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    data.append(line[6:])
+            out = [(t - t0, name, data) for t, name, data in read_sse(resp)]
         finally:
             conn.close()
         return out
+
+
+def read_sse(resp, limit: int | None = None) -> list[tuple[float, str, dict]]:
+    """The events of an open event stream, until it ends or ``limit`` events have come:
+    [(time.monotonic() at arrival, event name, data)]."""
+    out, name, data = [], None, []
+    while limit is None or len(out) < limit:
+        line = resp.fp.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line == "":
+            if name is not None:
+                out.append((time.monotonic(), name, json.loads("\n".join(data))))
+            name, data = None, []
+        elif line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+    return out
 
 
 # ---- servers

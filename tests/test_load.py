@@ -24,27 +24,26 @@ to other datasets (service/api/runner.py). Each was seen to fail with its fix ta
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import http.client
 import json
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 import psycopg
 import pytest
 
-from service.database import connect, with_dbname
+from service.database import connect
 from service.generation import lock_key, run_job
 from service.migrations import upgrade
 from service.server import DATASET_READ_SLOTS, MAX_EVENT_STREAMS, REQUEST_SLOTS
+from tests.conftest import new_database
 from tests.reliability_doc import write_section
 from tests.test_generation import submit
 from tests.test_http_helpers import (
-    API, Client, ServerProcess, counts, row_digests, start_server)
+    API, Client, ServerProcess, counts, read_sse, row_digests, start_server)
 
 TRANSPORT_TIMEOUT_S = 30   # a request not answered by then is a failure, not a latency
 
@@ -171,21 +170,7 @@ def read_stream(client: Client, job_id: str, board: Board | None = None,
 
 def _sse_events(resp, limit: int | None = None) -> list[tuple[str, dict]]:
     """Events of an open stream until it ends (or ``limit`` events have come)."""
-    out, name, data = [], None, []
-    while limit is None or len(out) < limit:
-        line = resp.fp.readline()
-        if not line:
-            break
-        line = line.decode().rstrip("\n")
-        if line == "":
-            if name is not None:
-                out.append((name, json.loads("\n".join(data))))
-            name, data = None, []
-        elif line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            data.append(line[6:])
-    return out
+    return [(name, data) for _, name, data in read_sse(resp, limit)]
 
 
 def _streamer(base: str, board: Board, index: int) -> None:
@@ -355,7 +340,7 @@ def run_load(db_url: str, pg_server_url: str, log_path, plan: Plan) -> dict:
         srv.terminate()
 
     # ---- C4: the same requests, one after another in the order they ran, in a fresh database
-    with fresh_database(pg_server_url) as serial_url, connect(serial_url) as conn:
+    with new_database(pg_server_url, "serial") as serial_url, connect(serial_url) as conn:
         upgrade(conn)
         for name, job_ids in order.items():
             serial_id = None
@@ -388,18 +373,6 @@ def run_load(db_url: str, pg_server_url: str, log_path, plan: Plan) -> dict:
               f"max {p['max']:.1f} ms" + (f"; idle p50 {idle[kind]['p50']:.1f} ms"
                                           if kind in idle else ""))
     return figures
-
-
-@contextlib.contextmanager
-def fresh_database(pg_server_url: str):
-    name = f"heimdall_serial_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_dbname(pg_server_url, name)
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_load_bounded(db_url, pg_server_url, tmp_path):
@@ -530,6 +503,20 @@ def _hold_dataset(conn, dataset_id: str) -> None:
     conn.execute(f"SELECT pg_advisory_lock({lock_key('dataset', '%s')})", (dataset_id,))
 
 
+def _queued_expansion(api, holder, name: str, base_samples: int, seed: int,
+                      num_samples: int) -> tuple[dict, str]:
+    """A dataset of ``base_samples`` and an expansion of it by ``num_samples`` that waits,
+    queued, while ``holder`` (a connection) holds the dataset; it runs once ``holder`` lets
+    go. Returns (base job, job id)."""
+    base = api.generate(name=name, num_samples=base_samples, seed=seed)
+    api.wait(base["job_id"])
+    _hold_dataset(holder, base["dataset_id"])
+    job_id = api.generate(expand_dataset_id=base["dataset_id"],
+                          num_samples=num_samples)["job_id"]
+    api.wait(job_id, statuses=("queued",))
+    return base, job_id
+
+
 def test_streams_at_their_limit_leave_the_status_endpoint_answering(db_url, tmp_path):
     """MAX_EVENT_STREAMS streams held open on a job that waits (queued, as long as the test
     holds its dataset): the status endpoint still answers (with one stream per thread, as
@@ -538,13 +525,8 @@ def test_streams_at_their_limit_leave_the_status_endpoint_answering(db_url, tmp_
     srv = ServerProcess(db_url, tmp_path / "server.log")
     try:
         api = srv.client
-        base = api.generate(name="held", num_samples=100, seed=3)
-        api.wait(base["job_id"])
         with psycopg.connect(db_url, autocommit=True) as holder:
-            _hold_dataset(holder, base["dataset_id"])
-            job_id = api.generate(expand_dataset_id=base["dataset_id"],
-                                  num_samples=3000)["job_id"]
-            api.wait(job_id, statuses=("queued",))
+            base, job_id = _queued_expansion(api, holder, "held", 100, 3, 3000)
             streams = [HeldStream(api, job_id) for _ in range(MAX_EVENT_STREAMS)]
             for _ in range(10):
                 for path in (f"/jobs/{job_id}", f"/datasets/{base['dataset_id']}", "/datasets",
@@ -595,13 +577,8 @@ def test_a_lost_reader_connection_ends_the_streams_with_an_error_event(db_url, t
     srv = ServerProcess(db_url, tmp_path / "server.log")
     try:
         api = srv.client
-        base = api.generate(name="reader", num_samples=10, seed=4)
-        api.wait(base["job_id"])
         with psycopg.connect(db_url, autocommit=True) as holder:
-            _hold_dataset(holder, base["dataset_id"])
-            job_id = api.generate(expand_dataset_id=base["dataset_id"],
-                                  num_samples=100)["job_id"]
-            api.wait(job_id, statuses=("queued",))
+            base, job_id = _queued_expansion(api, holder, "reader", 10, 4, 100)
             streams = [HeldStream(api, job_id) for _ in range(3)]
             assert holder.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "

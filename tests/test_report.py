@@ -14,18 +14,18 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 
 from kernel.defaults import DEFAULT_RECEIVERS
 from kernel.layout import REJECT_REASONS
 from service import jobs
-from service.database import connect, with_dbname
+from service.database import connect
 from service.generation import run_job
 from service.migrations import upgrade
 from service.report import PLOT_NAMES, PLOTS, plots, queries
 from service.report.render import figures, render_png, write_report
 from service.request import GenerateRequest, NotFoundError
+from tests.conftest import new_database
 from tests.test_cli import cli
 from tests.test_http_helpers import API, Client, start_server
 
@@ -50,11 +50,7 @@ def _submit(conn, **request) -> dict:
 @pytest.fixture(scope="module")
 def data(pg_server_url):
     """One database for the module, its datasets generated once (the tests only read)."""
-    name = f"heimdall_report_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_dbname(pg_server_url, name)
-    try:
+    with new_database(pg_server_url, "report") as url:
         with connect(url) as conn:
             upgrade(conn)
             made = _submit(conn, name="report-full", num_samples=2500, seed=42)
@@ -72,9 +68,6 @@ def data(pg_server_url):
             assert run_job(url, empty["job_id"]).status == "cancelled"
         yield Datasets(url, made["dataset_id"], rnd["dataset_id"], rej["dataset_id"],
                        empty["dataset_id"])
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
