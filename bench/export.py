@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT) if Path(p or ".").resolve() == ROOT / "bench" else p for p in sys.path]
 
 from bench.results import machine, record  # noqa: E402
-from service import jobs  # noqa: E402
-from service.database import EmbeddedPostgres, connect  # noqa: E402
-from service.generation import run_job  # noqa: E402
-from service.migrations import upgrade  # noqa: E402
-from service.request import GenerateRequest  # noqa: E402
+from heimdall_synth.service.storage import jobs  # noqa: E402
+from heimdall_synth.service.storage.database import EmbeddedPostgres, connect  # noqa: E402
+from heimdall_synth.service.engine.loop import run_job  # noqa: E402
+from heimdall_synth.service.storage.migrations import upgrade  # noqa: E402
+from heimdall_synth.service.engine.request import GenerateRequest  # noqa: E402
 
 # The child: the CLI's main(), then its own peak RSS on stderr. The peak is VmHWM, the
 # high-water mark of this process's memory since its exec: getrusage's ru_maxrss would not do,
@@ -44,13 +44,14 @@ PEAK = ("def peak():\n"
         "        if line.startswith('VmHWM:'):\n"
         "            return int(line.split()[1]) * 1024\n")
 CHILD = ("import sys\n" + PEAK +
-         "from service.cli import main\n"
+         "from heimdall_synth.service.cli.main import main\n"
          "code = main(sys.argv[1:])\n"
          "print(f'peak_rss {peak()}', file=sys.stderr)\n"
          "sys.exit(code)\n")
 BASELINE = ("import sys\n" + PEAK +
             "import numpy, psycopg, pyarrow, pyarrow.parquet\n"
-            "import service.cli, service.export, service.database, service.migrations\n"
+            "import heimdall_synth.service.cli.main, heimdall_synth.service.export.writers\n"
+            "import heimdall_synth.service.storage.database, heimdall_synth.service.storage.migrations\n"
             "print(peak())\n")
 
 

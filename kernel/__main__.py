@@ -1,4 +1,4 @@
-"""``python -m kernel``: run the kernel directly and print what it made (a quick look, and the
+"""``python -m heimdall_synth.kernel``: run the kernel directly and print what it made (a quick look, and the
 example of calling the kernel from Python that the README shows)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from . import GenerationConfig, run_attempts
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m kernel", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m heimdall_synth.kernel", description=__doc__.splitlines()[0])
     ap.add_argument("--attempts", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", type=json.loads, default={},

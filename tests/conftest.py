@@ -14,8 +14,8 @@ import uuid
 import psycopg
 import pytest
 
-from service.database import EmbeddedPostgres, connect, with_dbname
-from service.migrations import upgrade
+from heimdall_synth.service.storage.database import EmbeddedPostgres, connect, with_dbname
+from heimdall_synth.service.storage.migrations import upgrade
 
 
 @pytest.fixture(scope="session")

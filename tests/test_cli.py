@@ -24,7 +24,7 @@ def cli(db_url, *args, env=None, timeout=120) -> subprocess.CompletedProcess:
     if db_url is not None:
         environ["DATABASE_URL"] = db_url
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "service.cli", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "heimdall_synth.service.cli", *map(str, args)], cwd=ROOT,
                           env=environ, capture_output=True, text=True, timeout=timeout)
 
 
@@ -215,7 +215,7 @@ def test_plain_progress_lines_when_not_a_terminal(db):
 def test_interrupt_cancels_after_the_batch(db, sig, rc):
     environ = {**os.environ, "DATABASE_URL": db}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "generate", "--name", "long", "--num-samples",
+        [sys.executable, "-m", "heimdall_synth.service.cli", "generate", "--name", "long", "--num-samples",
          "5000000", "--batch-size", "20000", "--max-crb-m", "1e12"],
         cwd=ROOT, env={k: str(v) for k, v in environ.items()}, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

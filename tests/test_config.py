@@ -17,9 +17,9 @@ import uuid
 
 import pytest
 
-from kernel import DEFAULT_RECEIVERS, PARAMETERS, ConfigError, GenerationConfig
-from kernel import defaults as D
-from kernel.config import CONFIG_FIELDS, check_value
+from heimdall_synth.kernel import DEFAULT_RECEIVERS, PARAMETERS, ConfigError, GenerationConfig
+from heimdall_synth.kernel import defaults as D
+from heimdall_synth.kernel.config import CONFIG_FIELDS, check_value
 
 INF = math.inf
 NAN = math.nan

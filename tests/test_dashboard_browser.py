@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from service.dashboard import CONTENT_SECURITY_POLICY
+from heimdall_synth.service.http.dashboard import CONTENT_SECURITY_POLICY
 from tests.test_http_helpers import API, ROOT, Client, counts, db_state, start_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,7 +37,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 # Every run saves its screenshots in tests/screenshots/ (ignored by git); the README's copies in
 # docs/img/ are refreshed on purpose: HEIMDALL_SYNTH_SCREENSHOTS=docs/img .venv/bin/pytest ...
 IMAGES = ROOT / os.environ.get("HEIMDALL_SYNTH_SCREENSHOTS", "tests/screenshots")
-DASHBOARD = ROOT / "service" / "dashboard"
+DASHBOARD = ROOT / "service" / "http" / "dashboard"
 WAIT_MS = 30_000
 TOKEN = "dashboard-test-token"
 
@@ -412,8 +412,9 @@ def test_the_dashboard_files_ship_with_the_package():
     page), and the package is listed."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
-    assert "service.dashboard" in cfg["options"]["packages"].split()
-    globs = [g.strip() for g in cfg["options.package_data"]["service.dashboard"].split(",")]
+    assert "heimdall_synth.service.http.dashboard" in cfg["options"]["packages"].split()
+    globs = [g.strip() for g in
+             cfg["options.package_data"]["heimdall_synth.service.http.dashboard"].split(",")]
     files = [p.relative_to(DASHBOARD).as_posix() for p in DASHBOARD.rglob("*")
              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
     assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), files

@@ -9,9 +9,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from kernel import GenerationConfig, run_attempts
-from service.copy_rows import (COLUMNS, ARRAY_COLUMNS, copy_batch, new_dataset_id,
-                               pack_feature_rows, recording_session_id, recording_session_ids)
+from heimdall_synth.kernel import GenerationConfig, run_attempts
+from heimdall_synth.service.storage.copy_rows import (COLUMNS, ARRAY_COLUMNS, copy_batch, new_dataset_id, pack_feature_rows, recording_session_id, recording_session_ids)
 
 FREQUENCY_HZ = 145.5e6
 CREATED_AT = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=timezone.utc)

@@ -9,8 +9,8 @@ import uuid
 import psycopg
 import pytest
 
-from service.database import connect
-from service.migrations import (Migration, MigrationError, load_migrations, sql_dir, upgrade)
+from heimdall_synth.service.storage.database import connect
+from heimdall_synth.service.storage.migrations import (Migration, MigrationError, load_migrations, sql_dir, upgrade)
 
 
 def ledger(conn):

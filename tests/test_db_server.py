@@ -11,8 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from service.database import (EmbeddedPostgres, ExternalDatabase, connect, default_data_dir,
-                              open_database, stop_server)
+from heimdall_synth.service.storage.database import (EmbeddedPostgres, ExternalDatabase, connect, default_data_dir, open_database, stop_server)
 
 
 def _own_server_then_hang(data_dir: str, urls) -> None:

@@ -26,8 +26,9 @@ import pyarrow.parquet as pq
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from service import export, export_reader, jobs
-from service.request import ConflictError, NotFoundError
+from heimdall_synth.service.export import writers as export, reader as export_reader
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.engine.request import ConflictError, NotFoundError
 from tests.test_cli import cli_json, db  # noqa: F401 - fixture
 from tests.test_generation import expand, generate
 from tests.test_http_helpers import api, counts, server  # noqa: F401 - fixtures
@@ -179,7 +180,7 @@ def test_cli_default_file_name_progress_and_plain_output(db, conn, db_url, tmp_p
     hostile = "../run 1/é:*?\"<>|\n"
     dataset_id, _ = generate(conn, db_url, hostile, 40, seed=3)
     env = {**os.environ, "DATABASE_URL": db, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-m", "service.cli", "export", dataset_id],
+    res = subprocess.run([sys.executable, "-m", "heimdall_synth.service.cli", "export", dataset_id],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     written = [p.name for p in tmp_path.iterdir() if p.name != "never-used"]
@@ -587,5 +588,5 @@ def test_exports_beyond_their_slots_are_refused_until_one_ends(server, conn, db_
 
 
 def test_the_reader_and_the_writer_share_postgresql_s_epoch():
-    from service.copy_rows import PG_EPOCH   # the writer's (the reader does not import it)
+    from heimdall_synth.service.storage.copy_rows import PG_EPOCH  # the writer's (the reader does not import it)
     assert export_reader.PG_EPOCH_US == int(PG_EPOCH.timestamp()) * 1_000_000

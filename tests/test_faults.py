@@ -15,10 +15,10 @@ import threading
 import psycopg
 import pytest
 
-from service import jobs
-from service.database import EmbeddedPostgres, connect
-from service.generation import JobError, run_job
-from service.migrations import upgrade
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage.database import EmbeddedPostgres, connect
+from heimdall_synth.service.engine.loop import JobError, run_job
+from heimdall_synth.service.storage.migrations import upgrade
 from tests.test_generation import counts, generate, rows, submit
 
 

@@ -48,9 +48,9 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance, negative_data_rejection, response_headers_conformance,
     response_schema_conformance, status_code_conformance, unsupported_method)
 
-from service import jobs
-from service.app import close_app, create_app
-from service.request import GenerateRequest
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.http.app import close_app, create_app
+from heimdall_synth.service.engine.request import GenerateRequest
 from tests.reliability_doc import write_section
 from tests.test_http_helpers import api, db_state, server  # noqa: F401 - fixtures
 

@@ -10,10 +10,10 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernel import ConfigError, GenerationConfig
-from kernel.defaults import PARAMETERS
-from service import jobs
-from service.request import GenerateRequest
+from heimdall_synth.kernel import ConfigError, GenerationConfig
+from heimdall_synth.kernel.defaults import PARAMETERS
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.engine.request import GenerateRequest
 
 FIELDS = [p.name for p in PARAMETERS]
 JSONISH = st.recursive(

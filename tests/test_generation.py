@@ -13,11 +13,11 @@ import numpy as np
 import psycopg
 import pytest
 
-from kernel import ConfigError
-from service import jobs
-from service import generation as gen
-from service.generation import JobError, run_job
-from service.request import ConflictError, GenerateRequest, NotFoundError
+from heimdall_synth.kernel import ConfigError
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.engine import loop as gen
+from heimdall_synth.service.engine.loop import JobError, run_job
+from heimdall_synth.service.engine.request import ConflictError, GenerateRequest, NotFoundError
 
 DATA_COLUMNS = (
     "sample_index, attempt_index, tx_latitude, tx_longitude, tx_altitude_m, tx_power_dbm, "
@@ -235,7 +235,7 @@ def test_stall_rule_counts_attempts(conn, db_url):
 
 
 def test_consume_stops_exactly_at_target_and_at_stall():
-    from kernel import run_attempts
+    from heimdall_synth.kernel import run_attempts
     batch = run_attempts({}, 1, 0, 500)
     take, consumed, stalled, run = gen.consume(batch, 7, 0, 10_000)
     accepted = [i for i in range(500) if batch.valid[i]]
@@ -388,8 +388,8 @@ def test_resume_after_another_job_moved_the_dataset_is_refused_clearly(conn, db_
 
 
 def test_quality_aggregates_skip_infinite_values():
-    from kernel import run_attempts
-    from kernel.layout import F_CRB
+    from heimdall_synth.kernel import run_attempts
+    from heimdall_synth.kernel.layout import F_CRB
     batch = run_attempts({}, 1, 0, 200).accepted()
     batch.scalars[0, F_CRB] = float("inf")
     agg = gen.QualityAggregates(None).add(
@@ -457,7 +457,7 @@ def test_dataset_views_read_both_counts_from_one_snapshot(conn, db_url, read):
 def test_storage_size_is_the_row_data_of_every_committed_batch(conn, db_url):
     """storage_size_bytes adds up, batch by batch, to exactly the row data PostgreSQL hands back
     when the dataset's rows are copied out in the same binary format (an independent count)."""
-    from service.copy_rows import COLUMNS, SIGNATURE, TRAILER
+    from heimdall_synth.service.storage.copy_rows import COLUMNS, SIGNATURE, TRAILER
     dataset_id, _ = generate(conn, db_url, "sized", 3000, batch_size=700, seed=8)
     expand(conn, db_url, dataset_id, 1500, batch_size=500)
     with conn.transaction(), conn.cursor() as cur:

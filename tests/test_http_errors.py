@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from service.app import create_app
-from service.server import UnsafeBindError, check_bind, is_loopback, serve
+from heimdall_synth.service.http.app import create_app
+from heimdall_synth.service.http.server import UnsafeBindError, check_bind, is_loopback, serve
 from tests.test_http_helpers import (  # noqa: F401 - fixtures
     Client, api, db_state, server, start_server)
 
@@ -162,7 +162,7 @@ def test_internal_errors_do_not_leak(db_url):
                                     "internal server error; the service log has the details"}
         assert b"secret" not in reply.data and b"Traceback" not in reply.data
     finally:
-        from service.app import close_app
+        from heimdall_synth.service.http.app import close_app
         close_app(app)
 
 
@@ -217,7 +217,7 @@ def test_json_has_no_infinity_and_uses_iso_dates_and_string_uuids():
     import uuid
     from datetime import datetime, timedelta, timezone
 
-    from service.api.serialize import dumps, sample_json
+    from heimdall_synth.service.http.serialize import dumps, sample_json
     when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
     ident = uuid.UUID(NIL)
     text = dumps({"gdop": math.inf, "crb": -math.inf, "x": math.nan, "ok": 1.5, "when": when,
@@ -234,8 +234,8 @@ def test_json_has_no_infinity_and_uses_iso_dates_and_string_uuids():
 def test_importing_the_app_does_not_import_the_kernel():
     import subprocess
     import sys
-    code = ("import sys, service.app, service.server, service.openapi; "
-            "from service.app import create_app; "
-            "assert 'numba' not in sys.modules and 'kernel.batch' not in sys.modules, "
+    code = ("import sys; import heimdall_synth.service.http.app, heimdall_synth.service.http.server; "
+            "import heimdall_synth.service.http.openapi, heimdall_synth.service.cli.main; "
+            "assert 'numba' not in sys.modules and 'heimdall_synth.kernel.batch' not in sys.modules, "
             "sorted(m for m in sys.modules if 'numba' in m)[:5]")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

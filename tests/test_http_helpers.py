@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from service.app import create_app
-from service.server import ServerThread
+from heimdall_synth.service.http.app import create_app
+from heimdall_synth.service.http.server import ServerThread
 
 API = "/api/training/synthetic"
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,14 +196,14 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -c "from service.server import serve; serve(...)"`` in a new process;
+    """``python -c "from heimdall_synth.service.http.server import serve; serve(...)"`` in a new process;
     ``serve_options`` are serve()'s keyword arguments (workers, threads, event_streams)."""
 
     def __init__(self, db_url: str, log_path: Path, port: int | None = None, env=None,
                  **serve_options):
         self.port = port or free_port()
         options = "".join(f", {k}={v!r}" for k, v in serve_options.items())
-        code = (f"from service.server import serve; "
+        code = (f"from heimdall_synth.service.http.server import serve; "
                 f"serve('127.0.0.1', {self.port}, {db_url!r}{options})")
         self.log_path = log_path
         self._log = open(log_path, "ab")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from kernel.defaults import PARAMETERS
-from service.request import GenerateRequest
+from heimdall_synth.kernel.defaults import PARAMETERS
+from heimdall_synth.service.engine.request import GenerateRequest
 from tests.test_http_helpers import api, server  # noqa: F401 - fixtures
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 import pytest
 
-from kernel import ConfigError, GenerationConfig, run_attempts
+from heimdall_synth.kernel import ConfigError, GenerationConfig, run_attempts
 
 CONFIGS = {"fixed": {}, "random": {"use_random_receivers": True}}
 SEED, COUNT = 123456789, 20_000
@@ -57,7 +57,7 @@ def test_seed_and_attempt_index_matter():
 
 SCRIPT = """
 import hashlib, sys
-from kernel import GenerationConfig, run_attempts
+from heimdall_synth.kernel import GenerationConfig, run_attempts
 cfg = GenerationConfig.from_dict({overrides!r})
 b = run_attempts(cfg, {seed}, 0, {count}, threads={threads})
 sys.stdout.write(hashlib.sha256(b.tobytes()).hexdigest())

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kernel import RX_FIELDS, SCALAR_FIELDS, GenerationConfig, reference, run_attempts
-from kernel.layout import R_SNR
+from heimdall_synth.kernel import (RX_FIELDS, SCALAR_FIELDS, GenerationConfig, reference, run_attempts)
+from heimdall_synth.kernel.layout import R_SNR
 
 WIDE_AREA = {"frequency_mhz": 50.0, "use_random_receivers": True, "noise_floor_dbm": -150.0,
              "area_lat_min": 36.0, "area_lat_max": 60.0, "area_lon_min": -10.0,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kernel import GenerationConfig, run_attempts
+from heimdall_synth.kernel import GenerationConfig, run_attempts
 from tests.test_kernel_reference import WIDE_AREA
 
 N = 200_000

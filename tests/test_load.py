@@ -35,10 +35,10 @@ import numpy as np
 import psycopg
 import pytest
 
-from service.database import connect
-from service.generation import lock_key, run_job
-from service.migrations import upgrade
-from service.server import DATASET_READ_SLOTS, MAX_EVENT_STREAMS, REQUEST_SLOTS
+from heimdall_synth.service.storage.database import connect
+from heimdall_synth.service.engine.loop import lock_key, run_job
+from heimdall_synth.service.storage.migrations import upgrade
+from heimdall_synth.service.http.server import DATASET_READ_SLOTS, MAX_EVENT_STREAMS, REQUEST_SLOTS
 from tests.conftest import new_database
 from tests.reliability_doc import write_section
 from tests.test_generation import submit

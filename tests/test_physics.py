@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from kernel import physics as P
-from kernel.layout import EARTH_RADIUS_M, K_FACTOR, RSS_C, SPEED_OF_LIGHT
+from heimdall_synth.kernel import physics as P
+from heimdall_synth.kernel.layout import EARTH_RADIUS_M, K_FACTOR, RSS_C, SPEED_OF_LIGHT
 
 
 def test_free_space_loss_published_value():

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kernel.defaults import DEFAULT_RECEIVERS
-from kernel.layout import REJECT_REASONS
-from service import jobs
-from service.database import connect
-from service.generation import run_job
-from service.migrations import upgrade
-from service.report import PLOT_NAMES, PLOTS, plots, queries
-from service.report.render import figures, render_png, write_report
-from service.request import GenerateRequest, NotFoundError
+from heimdall_synth.kernel.defaults import DEFAULT_RECEIVERS
+from heimdall_synth.kernel.layout import REJECT_REASONS
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage.database import connect
+from heimdall_synth.service.engine.loop import run_job
+from heimdall_synth.service.storage.migrations import upgrade
+from heimdall_synth.service.report import PLOT_NAMES, PLOTS, plots, queries
+from heimdall_synth.service.report.render import figures, render_png, write_report
+from heimdall_synth.service.engine.request import GenerateRequest, NotFoundError
 from tests.conftest import new_database
 from tests.test_cli import cli
 from tests.test_http_helpers import API, Client, start_server
@@ -312,7 +312,7 @@ def test_empty_dataset_gives_a_clear_report(db, data, tmp_path):
 
 
 def test_png_cache_until_the_data_changes(conn, db_url, monkeypatch):
-    from service.report import render
+    from heimdall_synth.service.report import render
     made = _submit(conn, name="cached", num_samples=300, seed=5)
     run_job(db_url, made["job_id"])
     drawn, real = [], render.figures
@@ -475,11 +475,11 @@ def test_every_package_and_the_templates_ship():
     root = Path(__file__).resolve().parent.parent
     options = read_configuration(root / "setup.cfg")["options"]
     packages = set(options["packages"])
-    on_disk = {".".join(p.parent.relative_to(root).parts)
+    on_disk = {".".join(("heimdall_synth", *p.parent.relative_to(root).parts))
                for top in ("kernel", "service") for p in (root / top).rglob("__init__.py")}
     assert on_disk <= packages, sorted(on_disk - packages)
     assert "matplotlib>=3.8" in options["install_requires"]
-    patterns = options["package_data"]["service.report"]
+    patterns = options["package_data"]["heimdall_synth.service.report"]
     templates = [p.relative_to(root / "service" / "report")
                  for p in (root / "service" / "report" / "templates").rglob("*") if p.is_file()]
     assert templates and all(any(t.match(pat) for pat in patterns) for t in templates)

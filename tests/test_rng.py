@@ -7,7 +7,7 @@ import numba
 import numpy as np
 import pytest
 
-from kernel import reference, rng
+from heimdall_synth.kernel import reference, rng
 
 N = 400_000
 

@@ -20,8 +20,8 @@ import time
 import psycopg
 import pytest
 
-from service import jobs
-from service.generation import run_job
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.engine.loop import run_job
 from tests.reliability_doc import write_section
 from tests.test_generation import DATA_COLUMNS, counts, generate, submit
 

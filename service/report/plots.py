@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from . import PLOTS
+from heimdall_synth.service.report import PLOTS
 
 FIGSIZE_IN, DPI = (8.0, 5.5), 100
 #: The plot area's background: the tests find the plot area in a PNG by this colour.

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from psycopg.pq import TransactionStatus
 
-from kernel.layout import REJECT_REASONS
+from heimdall_synth.kernel.layout import REJECT_REASONS
 
 FEATURES = "heimdall.measurement_features"
 #: The map and the distance-power plot read at most this many samples.
@@ -57,7 +57,7 @@ def data_version(conn, dataset_id) -> tuple:
     """What changes whenever anything a plot shows can change: the dataset's count and attempt
     cursor (rows are only appended, and every batch moves the cursor, C3) and its jobs' count
     and attempts (the outcome chart). NotFoundError naming dataset_id when there is none."""
-    from service.request import NotFoundError
+    from heimdall_synth.service.engine.request import NotFoundError
 
     row = conn.execute(
         "SELECT d.num_samples, d.next_attempt_index, count(j.id), coalesce(sum(j.attempted), 0) "

@@ -14,10 +14,10 @@ import math
 
 from flask import Blueprint, Response, render_template, url_for
 
-from service.request import NotFoundError
+from heimdall_synth.service.engine.request import NotFoundError
 
-from ..api import API_PREFIX, get_db, parse_uuid, query_args, store
-from . import PLOT_NAMES, PLOTS
+from heimdall_synth.service.http.common import API_PREFIX, get_db, parse_uuid, query_args, store
+from heimdall_synth.service.report import PLOT_NAMES, PLOTS
 
 bp = Blueprint("report", __name__, template_folder="templates")
 
@@ -46,7 +46,7 @@ def plot_png(dataset_id, plot):
     if plot not in PLOTS:
         raise NotFoundError(f"no plot {plot!r}; the plots are {', '.join(PLOT_NAMES)}",
                             field="plot")
-    from .render import render_png
+    from heimdall_synth.service.report.render import render_png
     png = render_png(get_db(), dataset_id, plot)
     # A dataset grows (expansions): caches must ask again.
     return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
@@ -57,7 +57,7 @@ def page(dataset_id):
     """The report page of a dataset."""
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
-    from .queries import outcomes, snapshot
+    from heimdall_synth.service.report.queries import outcomes, snapshot
     conn, jobs = get_db(), store()
     with snapshot(conn):
         dataset = jobs.get_dataset(conn, dataset_id)

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import current_app, g, request
 
-from kernel.config import ConfigError
+from heimdall_synth.kernel.config import ConfigError
 
 API_PREFIX = "/api/training/synthetic"
 
@@ -60,7 +60,7 @@ def state() -> ServiceState:
 def get_db():
     """This request's PostgreSQL connection (autocommit off; closed at the end of the request)."""
     if "db" not in g:
-        from service.database import connect
+        from heimdall_synth.service.storage.database import connect
         g.db = connect(state().url)
     return g.db
 
@@ -73,7 +73,7 @@ def close_db(exc=None) -> None:
 
 def store():
     """service.jobs, imported on first use (it imports the generation loop and Numba)."""
-    from service import jobs
+    from heimdall_synth.service.storage import jobs
     return jobs
 
 

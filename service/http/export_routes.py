@@ -20,7 +20,7 @@ from typing import Callable
 
 from flask import Blueprint, Response, current_app, request
 
-from . import API_PREFIX, ApiError, parse_uuid, query_args, state
+from heimdall_synth.service.http.common import API_PREFIX, ApiError, parse_uuid, query_args, state
 
 bp = Blueprint("export", __name__, url_prefix=API_PREFIX)
 
@@ -59,7 +59,7 @@ def take_export_slot() -> Callable[[], None]:
 
 @bp.get("/datasets/<dataset_id>/export")
 def export_dataset(dataset_id):
-    from service import export
+    from heimdall_synth.service.export import writers as export
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     args = query_args(("format",))
     fmt = export.check_format(args.get("format", export.DEFAULT_FORMAT))
@@ -72,7 +72,7 @@ def export_dataset(dataset_id):
 
 
 def _export_response(dataset_id, fmt, release):
-    from service import export
+    from heimdall_synth.service.export import writers as export
     snapshot = export.Snapshot(state().url, dataset_id, field="dataset_id", by_name=False)
     headers = {"Content-Disposition": export.content_disposition(snapshot.name, fmt),
                "X-Dataset-Rows": str(snapshot.rows), "Cache-Control": "no-store"}

@@ -75,7 +75,7 @@ def _duration(row: Mapping) -> float | None:
 def progress_text(offset: int, generated: int, requested: int) -> str:
     """Cumulative progress, "1,005 / 1,005 (continued from 5)" (the generation loop's own
     format, service.generation.progress_text, which this delegates to)."""
-    from service.generation import progress_text as text
+    from heimdall_synth.service.engine.loop import progress_text as text
     return text(offset, generated, requested)
 
 

@@ -42,11 +42,11 @@ from typing import Iterator
 
 import psycopg
 
-from service.database import connect
+from heimdall_synth.service.storage.database import connect
 
-from . import ApiError
-from .jobs import JOB_WITH_COUNT
-from .serialize import TERMINAL, dumps, job_json
+from heimdall_synth.service.http.common import ApiError
+from heimdall_synth.service.http.job_routes import JOB_WITH_COUNT
+from heimdall_synth.service.http.serialize import TERMINAL, dumps, job_json
 
 log = logging.getLogger("heimdall.service")
 PROGRESS_EVERY_S = 1.0

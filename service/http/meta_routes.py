@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, current_app, jsonify
 
-from . import query_args, state
+from heimdall_synth.service.http.common import query_args, state
 
 bp = Blueprint("meta", __name__, url_prefix="/api")
 log = logging.getLogger("heimdall.service")
@@ -24,7 +24,7 @@ def version() -> str:
 def health():
     """{"status": "ok"} when the database answers; 503 {"status": "unavailable"} otherwise."""
     query_args(())
-    from service.database import connect
+    from heimdall_synth.service.storage.database import connect
     body = {"status": "ok", "version": version(), "database": "ok", "schema_version": None,
             "active_jobs": len(state().runner.active())}
     try:
@@ -44,7 +44,7 @@ def openapi():
     """The OpenAPI 3.1 document of this API (request schema generated from the parameter
     table)."""
     query_args(())
-    from service.openapi import build_openapi
+    from heimdall_synth.service.http.openapi import build_openapi
     doc = current_app.extensions.get("heimdall.openapi")
     if doc is None:
         doc = current_app.extensions["heimdall.openapi"] = build_openapi(version())

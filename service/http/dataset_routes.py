@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from kernel.config import ConfigError
-from service.request import check_field
+from heimdall_synth.kernel.config import ConfigError
+from heimdall_synth.service.engine.request import check_field
 
-from . import API_PREFIX, get_db, int_arg, parse_uuid, query_args, read_json, store
-from .serialize import dataset_json, sample_json
+from heimdall_synth.service.http.common import (API_PREFIX, get_db, int_arg, parse_uuid, query_args, read_json, store)
+from heimdall_synth.service.http.serialize import dataset_json, sample_json
 
 bp = Blueprint("datasets", __name__, url_prefix=API_PREFIX)
 

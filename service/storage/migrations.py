@@ -54,14 +54,14 @@ def sql_dir():
     """The folder holding the migration files.
 
     The canonical files live in ``sql/`` at the repository root, next to the ``service``
-    package; that is what a checkout or an editable install sees. An installed wheel has no
-    repository root: setup.cfg ships the same files as package data of ``service``
-    (the package ``service.sql`` is mapped to ``sql/``), which we find through importlib.resources.
+    folder; that is what a checkout or an editable install sees. An installed wheel has no
+    repository root: setup.cfg ships the same files as package data (the package
+    ``heimdall_synth.service.sql`` is mapped to ``sql/``), found through importlib.resources.
     """
-    checkout = Path(__file__).resolve().parent.parent / "sql"
+    checkout = Path(__file__).resolve().parents[2] / "sql"
     if checkout.is_dir() and any(checkout.glob("*.sql")):
         return checkout
-    packaged = resources.files(__package__ or "service") / "sql"
+    packaged = resources.files("heimdall_synth.service") / "sql"
     if packaged.is_dir():
         return packaged
     raise MigrationError(f"no migration files: neither {checkout} nor the package's sql/ exists")

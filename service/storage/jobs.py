@@ -12,11 +12,11 @@ import uuid
 
 from psycopg.types.json import Jsonb
 
-from kernel.config import ConfigError, check_value, plain
+from heimdall_synth.kernel.config import ConfigError, check_value, plain
 
-from .copy_rows import new_dataset_id
-from .generation import lock_key
-from .request import ConflictError, GenerateRequest, NotFoundError, config_of, resolve_expansion
+from heimdall_synth.service.storage.copy_rows import new_dataset_id
+from heimdall_synth.service.engine.loop import lock_key
+from heimdall_synth.service.engine.request import (ConflictError, GenerateRequest, NotFoundError, config_of, resolve_expansion)
 
 RESUMABLE = ("interrupted", "cancelled", "failed")
 ACTIVE = ("pending", "queued", "running")

@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from kernel.config import ConfigError
-from kernel.defaults import PARAMETERS
-from service.request import ConflictError, GenerateRequest, NotFoundError
+from heimdall_synth.kernel.config import ConfigError
+from heimdall_synth.kernel.defaults import PARAMETERS
+from heimdall_synth.service.engine.request import ConflictError, GenerateRequest, NotFoundError
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _JSON_KINDS = ("receivers", "dist")
@@ -304,9 +304,9 @@ def _print_summary(r: dict) -> None:
 def _database(args):
     """The server (started if embedded), migrated, with abandoned jobs marked interrupted;
     always closed/stopped on the way out (errors, Ctrl-C and SIGTERM included)."""
-    from .database import connect, open_database
-    from .jobs import recover_interrupted
-    from .migrations import upgrade
+    from heimdall_synth.service.storage.database import connect, open_database
+    from heimdall_synth.service.storage.jobs import recover_interrupted
+    from heimdall_synth.service.storage.migrations import upgrade
     db = open_database(args.database_url)
     try:
         conn = connect(db.url, autocommit=True)
@@ -324,8 +324,8 @@ def _database(args):
 
 def _run_foreground(args, url, conn, job_id) -> int:
     """run_job in a worker thread so that Ctrl-C/SIGTERM reach this one and can cancel it."""
-    from .generation import JobError, run_job
-    from .jobs import get_job
+    from heimdall_synth.service.engine.loop import JobError, run_job
+    from heimdall_synth.service.storage.jobs import get_job
     progress = Progress(not args.json, sys.stderr.isatty() and not args.verbose)
     cancel, done, box = threading.Event(), threading.Event(), {}
 
@@ -370,7 +370,7 @@ def _run_foreground(args, url, conn, job_id) -> int:
 
 
 def _start(args, url, conn, request: GenerateRequest) -> int:
-    from .jobs import create_job
+    from heimdall_synth.service.storage.jobs import create_job
     created = create_job(conn, request)
     if not args.json:
         print(f"{created['kind']} job {created['job_id']} on dataset {created['dataset_id']}")
@@ -388,7 +388,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_expand(args) -> int:
-    from .jobs import find_dataset
+    from heimdall_synth.service.storage.jobs import find_dataset
     given = _request_dict(args)
     with _database(args) as (url, conn):
         given["expand_dataset_id"] = str(find_dataset(conn, args.dataset)["id"])
@@ -396,7 +396,7 @@ def cmd_expand(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .jobs import prepare_resume, uuid_of
+    from heimdall_synth.service.storage.jobs import prepare_resume, uuid_of
     job_id = uuid_of(args.job, "job_id")
     with _database(args) as (url, conn):
         prepare_resume(conn, job_id)
@@ -404,7 +404,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from .jobs import request_cancel, uuid_of
+    from heimdall_synth.service.storage.jobs import request_cancel, uuid_of
     job_id = uuid_of(args.job, "job_id")
     with _database(args) as (_, conn):
         job = request_cancel(conn, job_id)
@@ -417,7 +417,7 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from .jobs import find_dataset, list_datasets, list_jobs
+    from heimdall_synth.service.storage.jobs import find_dataset, list_datasets, list_jobs
     with _database(args) as (_, conn):
         if args.action == "show":
             ds = find_dataset(conn, args.dataset)
@@ -454,7 +454,7 @@ def _print_jobs(jobs) -> None:
 
 
 def cmd_jobs(args) -> int:
-    from .jobs import find_dataset, get_job, list_jobs, uuid_of
+    from heimdall_synth.service.storage.jobs import find_dataset, get_job, list_jobs, uuid_of
     job_id = uuid_of(args.job, "job_id") if args.action == "show" else None
     with _database(args) as (_, conn):
         if job_id:
@@ -471,7 +471,7 @@ def cmd_jobs(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .jobs import find_dataset, validate_dataset
+    from heimdall_synth.service.storage.jobs import find_dataset, validate_dataset
     with _database(args) as (_, conn):
         report = validate_dataset(conn, find_dataset(conn, args.dataset)["id"])
     _emit_json(report) if args.json else _print_fields(report)
@@ -480,8 +480,8 @@ def cmd_validate(args) -> int:
 
 def cmd_report(args) -> int:
     """Every plot of the report as DIR/<plot>.png; prints the files written."""
-    from .jobs import find_dataset
-    from .report.render import write_report
+    from heimdall_synth.service.storage.jobs import find_dataset
+    from heimdall_synth.service.report.render import write_report
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError("out", f"{out} exists and is not a folder")
@@ -502,7 +502,7 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     """The dataset as one file, from one snapshot; progress on stderr, the file's path on
     stdout (or the summary with --json)."""
-    from .export import FORMATS, check_format, export_file
+    from heimdall_synth.service.export.writers import FORMATS, check_format, export_file
     suffix = Path(args.out).suffix.lstrip(".") if args.out else ""
     fmt = check_format(args.format or (suffix if suffix in FORMATS else "parquet"))
     t0, last = time.monotonic(), {"at": 0.0, "done": None}
@@ -540,7 +540,7 @@ def cmd_export(args) -> int:
 def cmd_serve(args) -> int:
     """The HTTP service in the foreground until Ctrl-C or SIGTERM (jobs then stop at their
     next batch and are recorded interrupted, resumable)."""
-    from .server import UnsafeBindError, serve
+    from heimdall_synth.service.http.server import UnsafeBindError, serve
     port = _positive_int("port", args.port)
     if port > 65535:
         raise ConfigError("port", f"must be at most 65535, got {port}")
@@ -557,7 +557,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_db_upgrade(args) -> int:
-    from .migrations import applied
+    from heimdall_synth.service.storage.migrations import applied
     with _database(args) as (_, conn):
         current = sorted(applied(conn))
     if args.json:
@@ -610,7 +610,7 @@ def main(argv=None) -> int:
         return 1
     except Exception as exc:  # database unreachable, migrations out of step, ...
         import psycopg
-        from .migrations import MigrationError
+        from heimdall_synth.service.storage.migrations import MigrationError
         if not isinstance(exc, (psycopg.Error, MigrationError, OSError)):
             raise
         return _fail(args, 1, "database", "database", f"{type(exc).__name__}: {exc}")

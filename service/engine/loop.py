@@ -26,11 +26,11 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from kernel import REJECT_REASONS, GenerationConfig
-from kernel.batch import AttemptBatch, pack_config, run_attempts
+from heimdall_synth.kernel import REJECT_REASONS, GenerationConfig
+from heimdall_synth.kernel.batch import AttemptBatch, pack_config, run_attempts
 
-from .copy_rows import copy_batch, pack_feature_rows, row_data_bytes
-from .database import connect
+from heimdall_synth.service.storage.copy_rows import copy_batch, pack_feature_rows, row_data_bytes
+from heimdall_synth.service.storage.database import connect
 
 log = logging.getLogger("heimdall.generation")
 

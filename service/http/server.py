@@ -26,8 +26,8 @@ import socket
 import sys
 import threading
 
-from .api import API_PREFIX
-from .app import TOKEN_ENV, close_app, create_app
+from heimdall_synth.service.http.common import API_PREFIX
+from heimdall_synth.service.http.app import TOKEN_ENV, close_app, create_app
 
 log = logging.getLogger("heimdall.service")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, make_response, render_template
 
-from service.api import API_PREFIX
+from heimdall_synth.service.http.common import API_PREFIX
 
 STATIC_URL = "/dashboard/static"
 

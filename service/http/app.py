@@ -28,11 +28,11 @@ import psycopg
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from kernel.config import ConfigError
-from service.request import ConflictError, NotFoundError
+from heimdall_synth.kernel.config import ConfigError
+from heimdall_synth.service.engine.request import ConflictError, NotFoundError
 
-from .api import ApiError, ServiceState, close_db
-from .api.serialize import JSONProviderStrict
+from heimdall_synth.service.http.common import ApiError, ServiceState, close_db
+from heimdall_synth.service.http.serialize import JSONProviderStrict
 
 log = logging.getLogger("heimdall.service")
 
@@ -51,14 +51,14 @@ DEFAULTS: dict[str, Any] = {
 
 
 def create_app(config: dict | None = None) -> Flask:
-    app = Flask("service", static_folder=None)
+    app = Flask(__name__, static_folder=None)
     app.config.from_mapping(DEFAULTS)
     app.config["API_TOKEN"] = os.environ.get(TOKEN_ENV) or None
     app.config.update(config or {})
     app.json = JSONProviderStrict(app)
 
-    from service.database import ExternalDatabase, connect, open_database
-    from service.migrations import upgrade
+    from heimdall_synth.service.storage.database import ExternalDatabase, connect, open_database
+    from heimdall_synth.service.storage.migrations import upgrade
 
     url = app.config["DATABASE_URL"]
     db = ExternalDatabase(url) if url else open_database()
@@ -67,11 +67,11 @@ def create_app(config: dict | None = None) -> Flask:
             applied = upgrade(conn)
             if applied:
                 log.info("applied migrations %s", applied)
-            from service.jobs import recover_interrupted
+            from heimdall_synth.service.storage.jobs import recover_interrupted
             for job_id in recover_interrupted(conn):
                 log.warning("job %s was left running by a process that ended: marked "
                             "interrupted (POST .../jobs/%s/resume continues it)", job_id, job_id)
-        from .api.runner import JobRunner
+        from heimdall_synth.service.engine.runner import JobRunner
         runner = JobRunner(db.url, workers=int(app.config["JOB_WORKERS"]),
                            threads=app.config["KERNEL_THREADS"])
     except BaseException:
@@ -82,14 +82,14 @@ def create_app(config: dict | None = None) -> Flask:
         events_poll_s=float(app.config["EVENTS_POLL_S"]),
         events_keepalive_s=float(app.config["EVENTS_KEEPALIVE_S"]))
 
-    from .api import datasets, jobs, meta
+    from heimdall_synth.service.http import (dataset_routes as datasets, job_routes as jobs, meta_routes as meta)
     for blueprint in (meta.bp, jobs.bp, datasets.bp):
         app.register_blueprint(blueprint)
-    from .api.export import bp as export_bp  # GET /datasets/{id}/export (Parquet, NPZ)
+    from heimdall_synth.service.http.export_routes import bp as export_bp  # GET /datasets/{id}/export (Parquet, NPZ)
     app.register_blueprint(export_bp)
-    from .report.views import bp as report_bp  # dataset report: PNG plots and its page
+    from heimdall_synth.service.report.views import bp as report_bp  # dataset report: PNG plots and its page
     app.register_blueprint(report_bp)
-    from .dashboard import bp as dashboard_bp  # the operators' page (GET /) and its static files
+    from heimdall_synth.service.http.dashboard import bp as dashboard_bp  # the operators' page (GET /) and its static files
     app.register_blueprint(dashboard_bp)
     app.before_request(_authorize)
     app.teardown_appcontext(close_db)

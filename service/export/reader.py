@@ -32,8 +32,8 @@ from psycopg import sql
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
-from .database import connect
-from .request import ConflictError, NotFoundError
+from heimdall_synth.service.storage.database import connect
+from heimdall_synth.service.engine.request import ConflictError, NotFoundError
 
 CHUNK_ROWS = 16_384
 # 2000-01-01 (PostgreSQL's epoch) in Unix microseconds; copy_rows.PG_EPOCH is the same instant,

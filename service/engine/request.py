@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from kernel.config import CONFIG_FIELDS, ConfigError, GenerationConfig, check_value
-from kernel.defaults import PARAMS_BY_NAME, names
+from heimdall_synth.kernel.config import CONFIG_FIELDS, ConfigError, GenerationConfig, check_value
+from heimdall_synth.kernel.defaults import PARAMS_BY_NAME, names
 
 JOB_FIELDS = names("job")
 FILTER_FIELDS = names("filter")

@@ -146,7 +146,7 @@ class JobRunner:
                 return
             entry.started = True
             self._release(entry)
-            from service.generation import JobError, run_job
+            from heimdall_synth.service.engine.loop import JobError, run_job
             try:
                 result = run_job(self.url, entry.job_id, threads=self.threads,
                                  cancel=entry.cancel, on_event=entry.on_event)
@@ -206,7 +206,7 @@ class JobRunner:
         """``sql`` on the runner's own connection: the first row, or None when it failed (the
         queue's locks, its 'queued' marks and the dataset look-up only help; ``run_job`` and
         the job row stay the source of truth)."""
-        from service.database import connect
+        from heimdall_synth.service.storage.database import connect
         with self._owner_lock:
             try:
                 if self._owner is None or self._owner.closed or self._owner.broken:
@@ -223,13 +223,13 @@ class JobRunner:
         return str(row[0]) if row and row[0] is not None else None
 
     def _hold(self, job_id: str) -> bool:
-        from service.generation import lock_key
+        from heimdall_synth.service.engine.loop import lock_key
         row = self._owner_sql(f"SELECT pg_try_advisory_lock({lock_key('job', '%s')})",
                               (job_id,))
         return bool(row and row[0])
 
     def _release(self, entry: JobEntry) -> None:
-        from service.generation import lock_key
+        from heimdall_synth.service.engine.loop import lock_key
         if entry.held:
             entry.held = False
             self._owner_sql(f"SELECT pg_advisory_unlock({lock_key('job', '%s')})",
@@ -238,8 +238,8 @@ class JobRunner:
     def _mark(self, job_id: str, from_status: str, status: str, message: str) -> bool:
         """Record the end of a job this runner stopped (see the module docstring), if it is
         still ``from_status``; whether it was."""
-        from service import jobs
-        from service.database import connect
+        from heimdall_synth.service.storage import jobs
+        from heimdall_synth.service.storage.database import connect
         try:
             with connect(self.url) as conn:
                 return jobs.mark_stopped(conn, job_id, from_status, status, message)

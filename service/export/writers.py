@@ -33,10 +33,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from kernel.config import ConfigError
+from heimdall_synth.kernel.config import ConfigError
 
-from .export_reader import CHUNK_ROWS, Chunk, Column, ExportError, Snapshot
-from .request import ConflictError
+from heimdall_synth.service.export.reader import CHUNK_ROWS, Chunk, Column, ExportError, Snapshot
+from heimdall_synth.service.engine.request import ConflictError
 
 __all__ = ["CHUNK_ROWS", "DEFAULT_FORMAT", "ExportError", "FORMATS", "Format", "NpzSpool",
            "Snapshot", "check_format", "content_disposition", "export_file", "file_name",

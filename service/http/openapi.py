@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernel.config import plain
-from kernel.defaults import PARAMETERS, RECEIVER_LIMITS, Param
-from service.report import PLOTS
+from heimdall_synth.kernel.config import plain
+from heimdall_synth.kernel.defaults import PARAMETERS, RECEIVER_LIMITS, Param
+from heimdall_synth.service.report import PLOTS
 
 API = "/api/training/synthetic"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from service.request import GenerateRequest, NotFoundError
+from heimdall_synth.service.engine.request import GenerateRequest, NotFoundError
 
-from . import API_PREFIX, get_db, int_arg, no_body, parse_uuid, query_args, read_json, state, store
-from .serialize import job_json
+from heimdall_synth.service.http.common import (API_PREFIX, get_db, int_arg, no_body, parse_uuid, query_args, read_json, state, store)
+from heimdall_synth.service.http.serialize import job_json
 
 bp = Blueprint("jobs", __name__, url_prefix=API_PREFIX)
 
@@ -123,7 +123,7 @@ def job_events(job_id):
     job_id = parse_uuid(job_id, "job_id")
     query_args(())
     load_job(get_db(), job_id)  # 404 before the stream starts
-    from .events import event_stream
+    from heimdall_synth.service.http.events import event_stream
     response = Response(event_stream(state(), job_id), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
