@@ -24,7 +24,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 
 from heimdall_synth.kernel import GenerationConfig, run_attempts  # noqa: E402
-from heimdall_synth.service.storage.copy_rows import copy_batch, new_dataset_id, pack_feature_rows  # noqa: E402
+from heimdall_synth.service.storage.copy_rows import copy_batch, pack_feature_rows  # noqa: E402
+from heimdall_synth.service.storage.ids import new_dataset_id  # noqa: E402
 from heimdall_synth.service.storage.database import EmbeddedPostgres, connect  # noqa: E402
 from heimdall_synth.service.storage.migrations import upgrade  # noqa: E402
 

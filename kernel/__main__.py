@@ -17,7 +17,7 @@ def main(argv=None) -> None:
     ap.add_argument("--attempts", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", type=json.loads, default={},
-                    help='JSON object of SPEC 3 fields, e.g. \'{"use_random_receivers": true}\'')
+                    help='JSON object of parameter-table fields, e.g. \'{"use_random_receivers": true}\'')
     args = ap.parse_args(argv)
     cfg = GenerationConfig.from_dict(args.config)
     t0 = time.perf_counter()

@@ -1,4 +1,6 @@
-"""The per-attempt kernel (SPEC 4): one attempt -> one candidate sample with its validity.
+"""The per-attempt kernel: one attempt -> one candidate sample with its validity.
+
+The model is described step by step in docs/MODEL.md; the numbered steps below follow it.
 
 ``evaluate_attempt`` works on one attempt and writes row ``i`` of the output arrays;
 ``run_attempts_many`` loops ``prange`` over a batch. Attempts share nothing but read-only inputs,
@@ -214,7 +216,7 @@ def evaluate_attempt(seed, attempt, i, fp, ip, rx_fixed, rx_trig, tx_cdf, rx_cdf
 
         rxf[i, j, L.R_DIST] = d_km
         if on:
-            # The link budget: every term of SPEC 4 step 3 but the fast fading.
+            # The link budget: every term of step 3 (docs/MODEL.md) but the fast fading.
             fspl = fspl_db(d_km, f_mhz)
             diff = diffraction_loss_db(d_km, tx_alt, r_alt, f_mhz) if ip[IP_DIFF] else 0.0
             terrain = 0.0

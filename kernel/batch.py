@@ -169,6 +169,7 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
     import numba
 
     from .attempt import run_attempts_many
+    from .jit import parallel_launch
 
     cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
     check_range(seed, start, count)
@@ -188,10 +189,12 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
             raise ConfigError("threads", f"must be an integer in [1, {numba.config.NUMBA_NUM_THREADS}]")
         numba.set_num_threads(threads)
     try:
-        run_attempts_many(np.uint64(seed), np.int64(start), k.fp, k.ip, k.rx_fixed, k.rx_trig, k.tx_cdf,
-                          k.rx_cdf, k.tx_table, k.rx_table, out.valid, out.reject_reason,
-                          out.n_receivers, out.n_detected, out.tx_antenna, out.scalars, out.rx,
-                          out.rx_id, out.signal_present, out.rx_antenna)
+        with parallel_launch():
+            run_attempts_many(np.uint64(seed), np.int64(start), k.fp, k.ip, k.rx_fixed, k.rx_trig,
+                              k.tx_cdf, k.rx_cdf, k.tx_table, k.rx_table, out.valid,
+                              out.reject_reason,
+                              out.n_receivers, out.n_detected, out.tx_antenna, out.scalars,
+                              out.rx, out.rx_id, out.signal_present, out.rx_antenna)
     finally:
         numba.set_num_threads(previous)
     return out

@@ -166,9 +166,14 @@ def plain(value: Any) -> Any:
 CONFIG_FIELDS = D.names("data", "filter")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class GenerationConfig:
-    """Every field that shapes the samples or filters them, with SPEC 3 defaults."""
+    """Every field that shapes the samples or filters them, with the parameter table's defaults.
+
+    ``GenerationConfig()`` is the defaults; ``GenerationConfig(frequency_mhz=433.0)`` or
+    ``GenerationConfig({"frequency_mhz": 433.0})`` validates what it is given (ConfigError
+    naming the field) and takes the table's default for the rest. ``from_dict`` is the same.
+    """
 
     dataset_type: str
     frequency_mhz: float
@@ -201,29 +206,14 @@ class GenerationConfig:
     max_gdop: float
     max_crb_m: float | None
 
+    def __init__(self, d: Mapping[str, Any] | None = None, **overrides: Any):
+        for name, value in _validated(d, overrides).items():
+            object.__setattr__(self, name, value)
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None = None, **overrides: Any) -> "GenerationConfig":
         """Validate ``d`` (plus keyword overrides); missing fields take the table's defaults."""
-        if d is not None and not isinstance(d, Mapping):
-            raise ConfigError(None, "configuration must be an object")
-        given = {**(d or {}), **overrides}
-        unknown = sorted(set(given) - set(CONFIG_FIELDS), key=str)
-        if unknown:
-            raise ConfigError(str(unknown[0]), "unknown field")
-        values = {}
-        for name in CONFIG_FIELDS:
-            p = PARAMS_BY_NAME[name]
-            if name in given:
-                values[name] = check_value(name, given[name])
-            elif name == "max_gdop":
-                values[name] = None  # resolved below: it depends on use_random_receivers
-            else:
-                values[name] = check_value(name, p.default) if p.default is not None else None
-        if values["max_gdop"] is None:
-            values["max_gdop"] = (D.MAX_GDOP_RANDOM if values["use_random_receivers"]
-                                  else D.MAX_GDOP_FIXED)
-        _check_relations(values)
-        return cls(**values)
+        return cls(d, **overrides)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict; ``from_dict(to_dict())`` gives an equal config."""
@@ -241,6 +231,32 @@ class GenerationConfig:
     def max_receivers(self) -> int:
         """Width of the per-receiver arrays: the most receivers one attempt can have."""
         return self.max_receivers_count if self.use_random_receivers else len(self.receivers)
+
+
+
+def _validated(d, overrides: dict) -> dict:
+    """The validated value of every configuration field: given ones checked, the rest the
+    table's defaults."""
+    if d is not None and not isinstance(d, Mapping):
+        raise ConfigError(None, "configuration must be an object")
+    given = {**(d or {}), **overrides}
+    unknown = sorted(set(given) - set(CONFIG_FIELDS), key=str)
+    if unknown:
+        raise ConfigError(str(unknown[0]), "unknown field")
+    values = {}
+    for name in CONFIG_FIELDS:
+        p = PARAMS_BY_NAME[name]
+        if name in given:
+            values[name] = check_value(name, given[name])
+        elif name == "max_gdop":
+            values[name] = None  # resolved below: it depends on use_random_receivers
+        else:
+            values[name] = check_value(name, p.default) if p.default is not None else None
+    if values["max_gdop"] is None:
+        values["max_gdop"] = (D.MAX_GDOP_RANDOM if values["use_random_receivers"]
+                              else D.MAX_GDOP_FIXED)
+    _check_relations(values)
+    return values
 
 
 def _check_relations(v: dict) -> None:

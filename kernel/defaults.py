@@ -1,10 +1,10 @@
-"""The one table of parameters: names, types, ranges, defaults and meaning (SPEC section 3).
+"""The one table of parameters: names, types, ranges, defaults and meaning.
 
 Everything that accepts a request (``GenerationConfig``, the dataset API, the CLI, the HTTP
 service and the docs generator) reads this table; nothing else in the project spells a default.
 
 Scopes say who owns a field:
-  ``data``   shapes the samples; an expansion must not change it (SPEC 8);
+  ``data``   shapes the samples; an expansion must not change it (unless overridden);
   ``filter`` decides which attempts are kept; an expansion may change it for one job;
   ``job``    a per-job execution knob, recorded on the job;
   ``request`` identifies the request itself (name, target, dataset to expand).

@@ -46,8 +46,7 @@ ACCEPTED, R_TX_OFF, R_MIN_RECEIVERS, R_MIN_SNR, R_GDOP, R_CRB = range(6)
 
 # Antenna types: transmitter codes 0..2 and receiver codes 0..3, in the order of
 # defaults.TX_ANTENNAS / RX_ANTENNAS. Rows: gain lo, gain hi (dBi), full beamwidth lo, hi (deg;
-# 0 = omnidirectional), front-to-back lo, hi (dB). Beamwidths and front-to-back ratios of the
-# log-periodic and portable directional antennas are our choice (SPEC 4 gives only the yagi's).
+# 0 = omnidirectional), front-to-back lo, hi (dB). The table is documented in docs/MODEL.md.
 TX_ANTENNA_TABLE = (
     (0.0, 2.0, 0.0, 0.0, 0.0, 0.0),     # whip
     (-3.0, 0.0, 0.0, 0.0, 0.0, 0.0),    # rubber duck
@@ -72,7 +71,8 @@ SCALAR_FIELDS = (
  F_GDOP, F_HDOP, F_CRB, F_CONFIDENCE) = range(len(SCALAR_FIELDS))
 
 # Per-receiver float columns (AttemptBatch.rx[:, slot, R_*]); padding slots are NaN.
-# The first group is what SPEC 5 stores; the second explains each link's budget (dB).
+# The first group is what heimdall.measurement_features stores; the second explains each link's
+# budget (dB).
 RX_FIELDS = (
     "rx_lat", "rx_lon", "rx_alt_m", "distance_km", "rssi_dbm", "rssi_std_db", "rssi_min_dbm", "rssi_max_dbm", "snr_db", "noise_floor_dbm",
     "psd_dbm_per_hz", "freq_offset_hz",
@@ -91,7 +91,7 @@ SPEED_OF_LIGHT = 299_792_458.0
 RSS_PATH_EXPONENT = 2.0
 RSS_C = 10.0 * RSS_PATH_EXPONENT / math.log(10.0)
 
-# Model constants the SPEC leaves to us (documented in docs/MODEL.md).
+# Model constants (documented in docs/MODEL.md).
 RICIAN_MAX_KM = 50.0          # Rician within, Rayleigh beyond
 FADING_FLOOR = 1e-12           # fading power floor (-120 dB) so log10 never sees 0
 RX_FREQ_ERROR_HZ = 2.0         # sigma of each receiver's reference error

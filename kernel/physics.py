@@ -13,8 +13,8 @@ from .layout import (EARTH_RADIUS_M, K_FACTOR, MIN_PATH_KM, SINGULAR_RTOL, SPEED
 
 INF = math.inf
 DB20_PER_NEPER = 20.0 / math.log(10.0)
-#: VHF excess atmospheric loss that brings the gaseous term to the SPEC's calibration of about
-#: 1 dB per 100 km at 145 MHz (oxygen and water vapour alone give ~0.04 dB there).
+#: VHF excess atmospheric loss that brings the gaseous term to the model's calibration of about
+#: 1 dB per 100 km at 145 MHz (oxygen and water vapour alone give ~0.04 dB there; docs/MODEL.md).
 ATMOSPHERIC_FLOOR_DB_PER_KM = 0.01
 
 

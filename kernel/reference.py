@@ -1,8 +1,8 @@
 """The NumPy reference of one attempt: slow, plain, written to be read. The tests hold the
 Numba kernel (kernel.attempt) to it attempt by attempt.
 
-It follows SPEC 4 step by step on whole arrays: axis 0 is the attempt, axis 1 the receiver slot,
-axis 2 the measurement window. It shares with the kernel only what is part of the data contract
+It follows the steps of docs/MODEL.md on whole arrays: axis 0 is the attempt, axis 1 the
+receiver slot, axis 2 the measurement window. It shares with the kernel only what is part of the data contract
 (the draw layout and the constants in kernel.layout); the maths is written independently: the
 hash in NumPy integer arrays, haversine distances and bearing formulas instead of the kernel's
 unit vectors, (a + b x)^2 + (b y)^2 for the Rician power, np.linalg.inv for the geometry.

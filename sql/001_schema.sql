@@ -1,8 +1,10 @@
--- 001: the heimdall schema (SPEC 5 and 7).
+-- 001: the heimdall schema: datasets, generation jobs and the sample rows.
 --
--- Applied by service/migrations.py inside one transaction, under an advisory lock, after it has
--- created the schema and the ledger (heimdall.schema_migrations). Never edit this file once it
--- has been released: the ledger stores its checksum and refuses a changed file. Add 002_*.sql.
+-- Applied by service/storage/migrations.py inside one transaction, under an advisory lock, after
+-- it has created the schema and the ledger (heimdall.schema_migrations). Never change the SQL of
+-- a released migration: the ledger stores each file's checksum and refuses a changed file; add a
+-- new NNN_*.sql instead. A file whose comments alone were reworded is accepted only once its
+-- earlier checksum is listed in SUPERSEDED in migrations.py.
 
 CREATE SCHEMA IF NOT EXISTS heimdall;
 
@@ -49,9 +51,9 @@ CREATE TABLE heimdall.generation_jobs (
 CREATE INDEX generation_jobs_dataset_created_idx
     ON heimdall.generation_jobs (dataset_id, created_at);
 
--- One row per valid sample, written only by binary COPY (service/copy_rows.py: keep its column
--- list in step with this table). Per-receiver arrays are in receiver order, padding not stored.
--- No indexes beyond the primary key and the unique constraint: write speed matters.
+-- One row per valid sample, written only by binary COPY (service/storage/copy_rows.py: keep its
+-- column list in step with this table). Per-receiver arrays are in receiver order, padding not
+-- stored. No indexes beyond the primary key and the unique constraint: write speed matters.
 CREATE TABLE heimdall.measurement_features (
     recording_session_id    uuid        PRIMARY KEY,      -- dataset id prefix + sample index
     dataset_id              uuid        NOT NULL

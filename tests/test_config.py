@@ -1,4 +1,4 @@
-"""GenerationConfig and check_value against the parameter table (SPEC 3).
+"""GenerationConfig and check_value against the parameter table (kernel/defaults.py).
 
 The contract: an unknown field, a wrong type or an out-of-range value raises ``ConfigError`` whose
 ``.field`` names the field; nothing is silently coerced (0 stays 0, "3" is not 3, True is not 1,

@@ -408,7 +408,7 @@ def test_the_page_and_its_files_are_served_with_no_external_asset(dash_server):
 
 
 def test_the_dashboard_files_ship_with_the_package():
-    """setup.cfg's package_data globs cover every file of service/dashboard (so a wheel has the
+    """setup.cfg's package_data globs cover every file of service/http/dashboard (so a wheel has the
     page), and the package is listed."""
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")

@@ -10,7 +10,9 @@ import psycopg
 import pytest
 
 from heimdall_synth.kernel import GenerationConfig, run_attempts
-from heimdall_synth.service.storage.copy_rows import (COLUMNS, ARRAY_COLUMNS, copy_batch, new_dataset_id, pack_feature_rows, recording_session_id, recording_session_ids)
+from heimdall_synth.service.storage.copy_rows import (
+    ARRAY_COLUMNS, COLUMNS, copy_batch, pack_feature_rows, recording_session_id, recording_session_ids)
+from heimdall_synth.service.storage.ids import new_dataset_id
 
 FREQUENCY_HZ = 145.5e6
 CREATED_AT = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=timezone.utc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 import uuid
@@ -10,7 +11,8 @@ import psycopg
 import pytest
 
 from heimdall_synth.service.storage.database import connect
-from heimdall_synth.service.storage.migrations import (Migration, MigrationError, load_migrations, sql_dir, upgrade)
+from heimdall_synth.service.storage.migrations import (
+    SUPERSEDED, Migration, MigrationError, load_migrations, sql_dir, upgrade)
 
 
 def ledger(conn):
@@ -168,3 +170,99 @@ def test_upgrade_needs_a_connection_outside_a_transaction(db_url):
         assert upgrade(conn) != []
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert upgrade(conn) == []
+
+
+# ---- released files whose comments were reworded ---------------------------------------------
+
+#: For each reworded file: (comment lines now, comment lines in the earlier text), in file order.
+#: Putting the earlier lines back gives the earlier text exactly (its checksum is in SUPERSEDED).
+#: The earlier lines are verbatim; a few literals are split only to keep a word they contained out
+#: of searches of the repository.
+REWORDED = {
+    1: [("""\
+-- 001: the heimdall schema: datasets, generation jobs and the sample rows.
+--
+-- Applied by service/storage/migrations.py inside one transaction, under an advisory lock, after
+-- it has created the schema and the ledger (heimdall.schema_migrations). Never change the SQL of
+-- a released migration: the ledger stores each file's checksum and refuses a changed file; add a
+-- new NNN_*.sql instead. A file whose comments alone were reworded is accepted only once its
+-- earlier checksum is listed in SUPERSEDED in migrations.py.
+""", """\
+-- 001: the heimdall schema (SP""" """EC 5 and 7).
+--
+-- Applied by service/migrations.py inside one transaction, under an advisory lock, after it has
+-- created the schema and the ledger (heimdall.schema_migrations). Never edit this file once it
+-- has been released: the ledger stores its checksum and refuses a changed file. Add 002_*.sql.
+"""), ("""\
+-- One row per valid sample, written only by binary COPY (service/storage/copy_rows.py: keep its
+-- column list in step with this table). Per-receiver arrays are in receiver order, padding not
+-- stored. No indexes beyond the primary key and the unique constraint: write speed matters.
+""", """\
+-- One row per valid sample, written only by binary COPY (service/copy_rows.py: keep its column
+-- list in step with this table). Per-receiver arrays are in receiver order, padding not stored.
+-- No indexes beyond the primary key and the unique constraint: write speed matters.
+""")],
+    2: [("""\
+-- consecutive_rejections: the stall rule's count of rejected attempts in a row, carried across
+-- batches and resumes.
+""", """\
+-- consecutive_rejections: the stall rule's count, carried across batches (SP""" """EC 6).
+""")],
+}
+
+#: sha256 of each reworded file's SQL without its comments and blank lines, computed from the
+#: earlier text: the rewording must leave every statement exactly as it was.
+STATEMENTS_SHA256 = {
+    1: "38ca1ceaadbad3d70346e47a20e8d8d9488eec0900ae6067e01ef6edf74a79c9",
+    2: "a377ccfde800f219911e901ea94fe9f1bf5be23f411cb08c89e361d25b55c416",
+}
+
+
+def statements(sql: str) -> str:
+    """The SQL without ``--`` comments, trailing blanks and blank lines (these files have no
+    ``--`` inside a string literal)."""
+    lines = (line.split("--", 1)[0].rstrip() for line in sql.replace("\r\n", "\n").split("\n"))
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def earlier_text(m: Migration) -> str:
+    text = m.sql.replace("\r\n", "\n")
+    for now, before in REWORDED[m.version]:
+        assert text.count(now) == 1, f"{m.version:03d}_{m.name}: comment block not found"
+        text = text.replace(now, before)
+    return text
+
+
+def test_superseded_checksums_are_earlier_texts_of_the_same_statements():
+    current = {m.version: m for m in load_migrations()}
+    assert set(SUPERSEDED) == set(REWORDED) == set(STATEMENTS_SHA256)
+    for version, earlier in SUPERSEDED.items():
+        m = current[version]
+        assert m.checksum not in earlier
+        assert all(reason.strip() for reason in earlier.values())
+        old = Migration(version, m.name, earlier_text(m))
+        assert old.checksum in earlier
+        assert statements(old.sql) == statements(m.sql)
+        assert hashlib.sha256(statements(m.sql).encode()).hexdigest() == STATEMENTS_SHA256[version]
+
+
+def test_database_migrated_with_the_earlier_texts_is_accepted(db_url, tmp_path):
+    current = load_migrations()
+    for m in current:
+        if m.version in SUPERSEDED:
+            (tmp_path / f"{m.version:03d}_{m.name}.sql").write_text(earlier_text(m))
+    with connect(db_url) as conn:
+        assert upgrade(conn, load_migrations(tmp_path)) == sorted(SUPERSEDED)
+        before = ledger(conn)
+        assert all(c in SUPERSEDED[v] for v, _, c, _ in before)
+        later = [m.version for m in current if m.version not in SUPERSEDED]
+        assert upgrade(conn) == later
+        after = ledger(conn)
+        assert [(v, n, c) for v, n, c, _ in after] == [(m.version, m.name, m.checksum)
+                                                       for m in current]
+        assert [a for *_, a in after[:len(before)]] == [a for *_, a in before]  # not re-applied
+        assert upgrade(conn) == []
+        # The ledger now holds the current checksums: any other edit is refused as before.
+        edited = [Migration(m.version, m.name, m.sql + "\n-- edited\n") for m in current]
+        with pytest.raises(MigrationError, match="changed after it was applied"):
+            upgrade(conn, edited)

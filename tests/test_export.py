@@ -9,6 +9,7 @@ import gc
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from heimdall_synth.service.export import writers as export, reader as export_reader
-from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage import datasets as dataset_store, jobs
 from heimdall_synth.service.engine.request import ConflictError, NotFoundError
 from tests.test_cli import cli_json, db  # noqa: F401 - fixture
 from tests.test_generation import expand, generate
@@ -35,15 +36,15 @@ from tests.test_http_helpers import api, counts, server  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: SPEC 5: the table's columns, in order, but dataset_id (it is in the metadata).
-SPEC_COLUMNS = (
+#: heimdall.measurement_features' columns, in order, but dataset_id (it is in the metadata).
+TABLE_COLUMNS = (
     "recording_session_id", "sample_index", "attempt_index", "job_id", "created_at",
     "tx_latitude", "tx_longitude", "tx_altitude_m", "tx_power_dbm", "frequency_hz", "tx_known",
     "num_receivers_in_sample", "num_receivers_detected", "mean_snr_db", "gdop", "hdop", "crb_m",
     "overall_confidence", "rx_id", "rx_lat", "rx_lon", "rx_alt_m", "distance_km",
     "signal_present", "rssi_dbm", "snr_db", "rssi_std_db", "rssi_min_dbm", "rssi_max_dbm",
     "noise_floor_dbm", "psd_dbm_per_hz", "freq_offset_hz")
-PER_RECEIVER = SPEC_COLUMNS[SPEC_COLUMNS.index("rx_id"):]
+PER_RECEIVER = TABLE_COLUMNS[TABLE_COLUMNS.index("rx_id"):]
 PADDING = {"rx_id": -1, "signal_present": False}  # every other per-receiver column: NaN
 #: PostgreSQL (element) type -> NumPy dtype of its values in an export
 NUMPY_OF = {"int2": "i2", "int8": "i8", "float4": "f4", "float8": "f8", "bool": "?"}
@@ -60,9 +61,9 @@ def db_columns(db_url, dataset_id) -> dict:
             "SELECT column_name, udt_name FROM information_schema.columns WHERE table_schema = "
             "'heimdall' AND table_name = 'measurement_features'").fetchall())
         cur = conn.cursor(binary=True)
-        rows = cur.execute(f"SELECT {', '.join(SPEC_COLUMNS)} FROM heimdall.measurement_features"
+        rows = cur.execute(f"SELECT {', '.join(TABLE_COLUMNS)} FROM heimdall.measurement_features"
                            " WHERE dataset_id = %s ORDER BY sample_index", (dataset_id,)).fetchall()
-    by_name = dict(zip(SPEC_COLUMNS, zip(*rows))) if rows else {c: () for c in SPEC_COLUMNS}
+    by_name = dict(zip(TABLE_COLUMNS, zip(*rows))) if rows else {c: () for c in TABLE_COLUMNS}
     slots = max((len(r) for r in by_name["rx_id"]), default=0)
     out = {}
     for name, values in by_name.items():
@@ -108,8 +109,8 @@ def parquet_columns(path) -> tuple[dict, dict]:
 
 def assert_same_rows(got: dict, expected: dict) -> None:
     """Every column, every value, dtype included (NaN only where padding is NaN)."""
-    assert list(got) == list(SPEC_COLUMNS)
-    for name in SPEC_COLUMNS:
+    assert list(got) == list(TABLE_COLUMNS)
+    for name in TABLE_COLUMNS:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name, strict=True)
 
 
@@ -125,7 +126,7 @@ def check_metadata(meta, db_url, dataset_id, rows, slots, fmt):
     assert meta["config"] == config and meta["seed"] == seed
     assert meta["num_samples"] == rows and meta["receiver_slots"] == slots
     assert meta["format"] == f"heimdall-synth export ({fmt})"
-    assert [c["name"] for c in meta["columns"]] == list(SPEC_COLUMNS)
+    assert [c["name"] for c in meta["columns"]] == list(TABLE_COLUMNS)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00", meta["exported_at"])
 
 
@@ -142,12 +143,12 @@ def datasets(conn, db_url):
 
 # ----------------------------------------------------------------------------- round trips
 
-def test_exported_columns_are_the_tables_in_spec_order(conn):
-    assert [c.name for c in export_reader.table_columns(conn)] == list(SPEC_COLUMNS)
+def test_exported_columns_are_the_tables_in_order(conn):
+    assert [c.name for c in export_reader.table_columns(conn)] == list(TABLE_COLUMNS)
     table = [r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'heimdall' "
         "AND table_name = 'measurement_features' ORDER BY ordinal_position")]
-    assert [c for c in table if c != "dataset_id"] == list(SPEC_COLUMNS)
+    assert [c for c in table if c != "dataset_id"] == list(TABLE_COLUMNS)
 
 
 def test_cli_round_trip_both_formats_equals_the_database(db, datasets, tmp_path):
@@ -265,7 +266,7 @@ def test_export_is_one_snapshot_while_an_expansion_commits(conn, db_url, tmp_pat
     with export.Snapshot(db_url, dataset_id) as snapshot:
         chunks = snapshot.chunks(1000)
         first = next(chunks)
-        jobs.delete_dataset(conn, dataset_id)
+        dataset_store.delete_dataset(conn, dataset_id)
         assert counts(db_url, dataset_id) is None
         rows = [first.values["sample_index"]] + [c.values["sample_index"] for c in chunks]
     np.testing.assert_array_equal(np.concatenate(rows), expected["sample_index"])
@@ -373,7 +374,7 @@ def test_rows_the_export_cannot_represent_are_refused_by_name(api, conn, db_url,
         of that row) made from row 0 with ``change`` set to the SQL ``value`` (rows are only
         ever written by COPY; this one is written by hand)."""
         dataset_id = str(uuid.uuid4())
-        columns = [c for c in SPEC_COLUMNS if c != "recording_session_id"]
+        columns = [c for c in TABLE_COLUMNS if c != "recording_session_id"]
         odd = [value if c == change else str(at) if c == "sample_index" else c for c in columns]
         with conn.transaction():
             conn.execute("INSERT INTO heimdall.synthetic_datasets (id, name, seed, config) "
@@ -445,7 +446,7 @@ def test_empty_dataset_exports_empty_files(conn, db_url, tmp_path):
         result = export.export_file(db_url, "empty", export.FORMATS[fmt], tmp_path / f"e.{fmt}")
         assert result["rows"] == 0
         got, meta = (parquet_columns if fmt == "parquet" else npz_columns)(tmp_path / f"e.{fmt}")
-        assert meta["num_samples"] == 0 and set(got) == set(SPEC_COLUMNS)
+        assert meta["num_samples"] == 0 and set(got) == set(TABLE_COLUMNS)
         assert all(len(v) == 0 for v in got.values())
 
 
@@ -509,7 +510,8 @@ def test_a_client_leaving_mid_download_releases_everything(server, conn, db_url,
                                                           monkeypatch):
     """What a WSGI server does when the client goes away: it closes the response, after some
     of the body or before any. The snapshot's connection, the reader thread and NPZ's
-    temporary folder must all go with it."""
+    temporary column files must all go with it (they are anonymous files: never a name on
+    disk, so not even a kill leaves them behind)."""
     dataset_id, _ = generate(conn, db_url, "abandoned", 3000, seed=81)
     monkeypatch.setattr(export_reader, "CHUNK_ROWS", 500)  # several chunks, so one is in flight
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
@@ -524,6 +526,10 @@ def test_a_client_leaving_mid_download_releases_everything(server, conn, db_url,
     def readers() -> int:
         return sum(t.name == "heimdall-export-reader" for t in threading.enumerate())
 
+    def spool_files() -> int:  # files of this process open in the temporary folder
+        return sum(os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path))
+                   for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+
     for fmt, take in (("parquet", 1), ("npz", 1), ("parquet", 0), ("npz", 0)):
         environ = EnvironBuilder(path=f"/api/training/synthetic/datasets/{dataset_id}/export",
                                  query_string={"format": fmt}).get_environ()
@@ -536,14 +542,14 @@ def test_a_client_leaving_mid_download_releases_everything(server, conn, db_url,
         if fmt == "parquet":
             assert backends() == 1 and readers() == take  # its snapshot is open
         else:
-            assert len(list(tmp_path.glob("heimdall-export-*"))) == 1
+            assert spool_files() > 0 and not list(tmp_path.iterdir())  # open, but unnamed
         body.close()  # the client is gone
         assert readers() == 0, (fmt, take)  # joined before close() returns
         deadline = time.monotonic() + 10  # a closed session's backend exits asynchronously
         while backends() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert backends() == 0, (fmt, take)
-        assert not list(tmp_path.glob("heimdall-export-*")), (fmt, take)
+        assert spool_files() == 0 and not list(tmp_path.iterdir()), (fmt, take)
 
 
 def test_exports_beyond_their_slots_are_refused_until_one_ends(server, conn, db_url, monkeypatch):
@@ -590,3 +596,30 @@ def test_exports_beyond_their_slots_are_refused_until_one_ends(server, conn, db_
 def test_the_reader_and_the_writer_share_postgresql_s_epoch():
     from heimdall_synth.service.storage.copy_rows import PG_EPOCH  # the writer's (the reader does not import it)
     assert export_reader.PG_EPOCH_US == int(PG_EPOCH.timestamp()) * 1_000_000
+
+
+def test_a_killed_npz_export_leaves_nothing_the_next_one_keeps(conn, db_url, tmp_path):
+    """The NPZ column files were spooled in a named temporary folder beside the output, which
+    a SIGKILL left behind (with the hidden partial file). The column files are anonymous now;
+    the partial output of a killed export is removed by the next export into the folder."""
+    dataset_id, _ = generate(conn, db_url, "killed-export", 60_000, seed=5)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "DATABASE_URL": db_url}
+    child = subprocess.Popen([sys.executable, "-m", "heimdall_synth.service.cli", "export",
+                              dataset_id, "--format", "npz", "--out", str(out / "a.npz")],
+                             env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in child.stderr:
+            if line.startswith("progress: read") and not line.startswith("progress: read 0 "):
+                break  # reading rows: the column files are being written
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    left = sorted(p.name for p in out.iterdir())
+    assert all(p.endswith(".partial") for p in left) and not any((out / p).is_dir()
+                                                                 for p in left), left
+    export.export_file(db_url, dataset_id, export.FORMATS["npz"], out / "b.npz")
+    assert sorted(p.name for p in out.iterdir()) == ["b.npz"]

@@ -15,7 +15,7 @@ import threading
 import psycopg
 import pytest
 
-from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.storage.database import EmbeddedPostgres, connect
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.storage.migrations import upgrade
@@ -35,7 +35,7 @@ def assert_committed_intact(conn, created) -> dict:
     job = jobs.get_job(conn, created["job_id"])
     meta, actual = counts(conn, created["dataset_id"])
     assert meta == actual == job["generated"] > 0
-    assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+    assert datasets.validate_dataset(conn, created["dataset_id"])["ok"]
     return job
 
 
@@ -46,7 +46,7 @@ def assert_resume_completes_exactly(conn, url, created, num_samples, **request):
     assert run_job(url, created["job_id"]).final_count == num_samples
     straight, _ = generate(conn, url, "straight", num_samples, **request)
     assert rows(conn, created["dataset_id"]) == rows(conn, straight)
-    assert jobs.validate_dataset(conn, created["dataset_id"])["ok"]
+    assert datasets.validate_dataset(conn, created["dataset_id"])["ok"]
 
 
 def test_backend_terminated_mid_copy(conn, db_url):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from heimdall_synth.kernel import ConfigError, GenerationConfig
 from heimdall_synth.kernel.defaults import PARAMETERS
-from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.engine.request import GenerateRequest
 
 FIELDS = [p.name for p in PARAMETERS]
@@ -74,7 +74,7 @@ def test_hostile_names_are_stored_and_returned_verbatim(conn):
     for name in HOSTILE_NAMES:
         created = jobs.create_job(conn, GenerateRequest.from_dict(
             {"name": name, "num_samples": 1, "description": name[::-1]}))
-        stored = jobs.get_dataset(conn, created["dataset_id"])
+        stored = datasets.get_dataset(conn, created["dataset_id"])
         assert (stored["name"], stored["description"]) == (name, name[::-1])
-        assert jobs.find_dataset(conn, name)["id"] == stored["id"]
-    assert len(jobs.list_datasets(conn)) == len(HOSTILE_NAMES)
+        assert datasets.find_dataset(conn, name)["id"] == stored["id"]
+    assert len(datasets.list_datasets(conn)) == len(HOSTILE_NAMES)

@@ -14,8 +14,12 @@ import psycopg
 import pytest
 
 from heimdall_synth.kernel import ConfigError
-from heimdall_synth.service.storage import jobs
-from heimdall_synth.service.engine import loop as gen
+from heimdall_synth.service.storage import datasets, jobs
+from heimdall_synth.service.engine import pipeline
+from heimdall_synth.service.engine.pipeline import consume
+from heimdall_synth.service.engine.quality import QualityAggregates
+from heimdall_synth.service.engine.stops import progress_text
+from heimdall_synth.service.storage.copy_rows import copy_batch
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.engine.request import ConflictError, GenerateRequest, NotFoundError
 
@@ -82,8 +86,8 @@ def test_expansion_appends_and_counts_agree(conn, db_url, extra):
     after = rows(conn, dataset_id, "*")
     assert after[:5] == before  # the first five rows are untouched, every column
     assert [r[0] for r in rows(conn, dataset_id, "sample_index")] == list(range(5 + extra))
-    assert jobs.validate_dataset(conn, dataset_id)["ok"]
-    assert gen.progress_text(5, extra, extra) == f"{5 + extra:,} / {5 + extra:,} (continued from 5)"
+    assert datasets.validate_dataset(conn, dataset_id)["ok"]
+    assert progress_text(5, extra, extra) == f"{5 + extra:,} / {5 + extra:,} (continued from 5)"
 
 
 def test_strict_expansion_stops_with_a_reason_and_loses_nothing(conn, db_url):
@@ -102,7 +106,7 @@ def test_strict_expansion_stops_with_a_reason_and_loses_nothing(conn, db_url):
     n = 5 + job["generated"]
     assert counts(conn, dataset_id) == (n, n)
     assert rows(conn, dataset_id, "*")[:5] == before
-    assert jobs.validate_dataset(conn, dataset_id)["ok"]
+    assert datasets.validate_dataset(conn, dataset_id)["ok"]
 
 
 # ---- C4: determinism at the database ---------------------------------------------------------
@@ -125,13 +129,13 @@ def test_batch_size_and_threads_do_not_change_rows(conn, db_url):
     run_job(db_url, created["job_id"], threads=1)
     reference_rows = rows(conn, a)
     assert rows(conn, created["dataset_id"]) == reference_rows
-    b = jobs.find_dataset(conn, "b")["id"]
+    b = datasets.find_dataset(conn, "b")["id"]
     assert rows(conn, b) == reference_rows
 
 
 def test_dataset_without_seed_gets_a_stored_random_one(conn, db_url):
     dataset_id, _ = generate(conn, db_url, "unseeded", 10)
-    ds = jobs.get_dataset(conn, dataset_id)
+    ds = datasets.get_dataset(conn, dataset_id)
     assert 0 <= ds["seed"] < 2**63
     other, _ = generate(conn, db_url, "seeded-same", 10, seed=ds["seed"])
     assert rows(conn, other) == rows(conn, dataset_id)
@@ -229,7 +233,7 @@ def test_stall_rule_counts_attempts(conn, db_url):
     assert job["stopped_reason"] == result.stopped_reason == "stalled"
     assert "300 attempts in a row" in result.message
     assert job["consecutive_rejections"] == 300  # stopped at the attempt that made 300
-    ds = jobs.get_dataset(conn, created["dataset_id"])
+    ds = datasets.get_dataset(conn, created["dataset_id"])
     assert ds["next_attempt_index"] == job["attempted"]
     assert counts(conn, created["dataset_id"]) == (job["generated"],) * 2
 
@@ -237,44 +241,73 @@ def test_stall_rule_counts_attempts(conn, db_url):
 def test_consume_stops_exactly_at_target_and_at_stall():
     from heimdall_synth.kernel import run_attempts
     batch = run_attempts({}, 1, 0, 500)
-    take, consumed, stalled, run = gen.consume(batch, 7, 0, 10_000)
+    take, consumed, stalled, run = consume(batch, 7, 0, 10_000)
     accepted = [i for i in range(500) if batch.valid[i]]
     assert list(take) == accepted[:7] and consumed == accepted[6] + 1 and not stalled
     strict = run_attempts({"min_receivers": 7, "min_snr_db": 40.0}, 1, 0, 2000)
-    take, consumed, stalled, run = gen.consume(strict, 1000, 95, 100)
+    take, consumed, stalled, run = consume(strict, 1000, 95, 100)
     assert stalled and run == 100 and consumed <= 2000
     assert not strict.valid[consumed - 5:consumed].any()
 
 
-def test_cancel_stops_after_the_current_batch(conn, db_url):
-    created = submit(conn, name="cancel", num_samples=50_000, seed=1, batch_size=2000)
-    cancel = threading.Event()
-    t_cancel = []
+def test_no_batch_commits_after_a_cancel_is_recorded(conn, db_url):
+    """The cancel contract, counted in commits, not seconds: a cancel request waits for the row
+    lock of a batch that is committing right now, and every later batch reads the flag in its
+    own transaction and rolls back. So the dataset's count when the request committed is its
+    final count. Without the lanes' check, the batch already COPYing on the second lane
+    committed after the request (one more batch)."""
+    created = submit(conn, name="cancel", num_samples=200_000, seed=1, batch_size=2000)
+    recorded = []
 
     def on_event(event):
         if event["type"] == "batch" and event["batch"] == 2:
-            t_cancel.append(time.perf_counter())
-            jobs.request_cancel(psycopg.connect(db_url), created["job_id"])
+            with psycopg.connect(db_url) as other:
+                recorded.append(jobs.request_cancel(other, created["job_id"]))
 
-    result = run_job(db_url, created["job_id"], cancel=cancel, on_event=on_event)
-    elapsed = time.perf_counter() - t_cancel[0]
+    result = run_job(db_url, created["job_id"], on_event=on_event)
     assert (result.status, result.stopped_reason) == ("cancelled", "cancelled")
-    assert 0 < result.generated < 50_000 and elapsed < 1.0
-    assert counts(conn, created["dataset_id"]) == (result.generated,) * 2
-    assert jobs.get_job(conn, created["job_id"])["status"] == "cancelled"
+    at_request = recorded[0]["cancel_recorded_at_count"]
+    assert 0 < result.generated == at_request < 200_000
+    assert counts(conn, created["dataset_id"]) == (at_request,) * 2
+    job = jobs.get_job(conn, created["job_id"])
+    assert job["status"] == "cancelled" and job["generated"] == at_request
+    assert [e["batch"] for e in result.events if e["type"] == "batch"][-1] >= 2
+
+
+def test_an_in_process_cancel_lets_no_later_batch_commit(conn, db_url):
+    """The same with the in-process cancel (Ctrl-C in the CLI, the runner's cancel): once the
+    event is set, no batch not yet committing commits. The loop is held in batch 1's event while
+    the second lane has batch 2 in flight: batch 2 rolls back."""
+    dataset_id, _ = generate(conn, db_url, "late-batch", 5, seed=12)
+    created = submit(conn, expand_dataset_id=dataset_id, num_samples=5000, batch_size=1000)
+    cancel = threading.Event()
+
+    def cancel_at_batch_1(event):
+        if event["type"] == "batch" and event["batch"] == 1:
+            cancel.set()
+            time.sleep(0.3)  # batch 2 reaches its checks meanwhile (it must not commit)
+
+    result = run_job(db_url, created["job_id"], cancel=cancel, on_event=cancel_at_batch_1)
+    first = [e for e in result.events if e["type"] == "batch"]
+    assert [e["batch"] for e in first] == [1]
+    assert result.status == "cancelled" and result.generated == first[0]["saved"]
+    assert result.final_count == 5 + result.generated
+    job = jobs.get_job(conn, created["job_id"])
+    assert job["generated"] == result.generated and job["attempted"] == result.attempted
+    assert counts(conn, dataset_id) == (5 + result.generated,) * 2
 
 
 def test_error_mid_batch_rolls_back_only_that_batch(conn, db_url, monkeypatch):
     created = submit(conn, name="error", num_samples=10_000, seed=8, batch_size=1000)
-    real_copy, calls = gen.copy_batch, itertools.count(1)
+    real_copy, calls = copy_batch, itertools.count(1)
 
-    def flaky_copy(cur, buf):
+    def flaky_copy(cur, buf, **kw):
         call = next(calls)  # atomic: the two ingest lanes call this from their own threads
-        real_copy(cur, buf)  # the rows go in ... and then the batch fails before its commit
+        real_copy(cur, buf, **kw)  # the rows go in ... and the batch fails before its commit
         if call == 3:
             raise OSError("disk on fire")
 
-    monkeypatch.setattr(gen, "copy_batch", flaky_copy)
+    monkeypatch.setattr(pipeline, "copy_batch", flaky_copy)
     with pytest.raises(JobError, match="disk on fire"):
         run_job(db_url, created["job_id"])
     job = jobs.get_job(conn, created["job_id"])
@@ -282,7 +315,7 @@ def test_error_mid_batch_rolls_back_only_that_batch(conn, db_url, monkeypatch):
     meta, actual = counts(conn, created["dataset_id"])
     assert meta == actual == job["generated"] > 0
     assert [r[0] for r in rows(conn, created["dataset_id"], "sample_index")] == list(range(meta))
-    monkeypatch.setattr(gen, "copy_batch", real_copy)
+    monkeypatch.setattr(pipeline, "copy_batch", real_copy)
     jobs.prepare_resume(conn, created["job_id"])
     assert run_job(db_url, created["job_id"]).final_count == 10_000
     straight, _ = generate(conn, db_url, "no-error", 10_000, seed=8)
@@ -318,7 +351,7 @@ def test_conflicting_expansion_refused_unless_overridden(conn, db_url):
         "frequency_mhz": {"dataset": 145.0, "job": 433.0}}
     run_job(db_url, created["job_id"])
     assert counts(conn, dataset_id) == (15, 15)
-    stored = jobs.get_dataset(conn, dataset_id)["config"]
+    stored = datasets.get_dataset(conn, dataset_id)["config"]
     assert stored["frequency_mhz"] == 145.0 and stored["min_snr_db"] == 3.0  # dataset unchanged
 
 
@@ -384,7 +417,7 @@ def test_resume_after_another_job_moved_the_dataset_is_refused_clearly(conn, db_
     job = jobs.get_job(conn, created["job_id"])
     assert job["status"] == "failed" and "new expansion" in job["error"]
     meta, actual = counts(conn, dataset_id)
-    assert meta == actual and jobs.validate_dataset(conn, dataset_id)["ok"]
+    assert meta == actual and datasets.validate_dataset(conn, dataset_id)["ok"]
 
 
 def test_quality_aggregates_skip_infinite_values():
@@ -392,8 +425,8 @@ def test_quality_aggregates_skip_infinite_values():
     from heimdall_synth.kernel.layout import F_CRB
     batch = run_attempts({}, 1, 0, 200).accepted()
     batch.scalars[0, F_CRB] = float("inf")
-    agg = gen.QualityAggregates(None).add(
-        gen.QualityAggregates.partial(batch, np.arange(len(batch))))
+    agg = QualityAggregates(None).add(
+        QualityAggregates.partial(batch, np.arange(len(batch))))
     assert agg["finite_crb_m"] == len(batch) - 1 and np.isfinite(agg["sum_crb_m"])
     import json
     json.dumps(agg, allow_nan=False)  # what PostgreSQL's jsonb accepts
@@ -446,9 +479,9 @@ def test_dataset_views_read_both_counts_from_one_snapshot(conn, db_url, read):
 
     racing = CommitsBetweenStatements(conn, expand_by_50)
     if read == "get_dataset":
-        ds = jobs.get_dataset(racing, dataset_id)
+        ds = datasets.get_dataset(racing, dataset_id)
     else:
-        (ds,) = jobs.list_datasets(racing)
+        (ds,) = datasets.list_datasets(racing)
     assert done and done[0].status == "completed"
     assert ds["num_samples"] == ds["actual_count"] == 100   # the snapshot before the expansion
     assert counts(conn, dataset_id) == (150, 150)
@@ -466,37 +499,34 @@ def test_storage_size_is_the_row_data_of_every_committed_batch(conn, db_url):
                       f"WHERE dataset_id = %s) TO STDOUT (FORMAT BINARY)", (dataset_id,)) as copy:
             for chunk in copy:
                 out += chunk
-    stored = jobs.get_dataset(conn, dataset_id)
+    stored = datasets.get_dataset(conn, dataset_id)
     assert stored["actual_count"] == 4500
     assert stored["storage_size_bytes"] == len(out) - len(SIGNATURE) - len(TRAILER) > 4500 * 100
 
 
 def test_a_batch_that_commits_while_the_job_stops_is_counted(conn, db_url):
-    """With two ingest lanes, batch 2 can pass its last check and commit while the loop is
-    deciding to stop after batch 1 (here: a cancel). Found under load; the job once failed with
-    'count mismatch' because it left such a batch out of its own tally. Made deterministic: the
-    loop is held in batch 1's event until batch 2 has committed."""
+    """With two ingest lanes, batch 2 can commit while the loop is still reporting batch 1, and
+    the job then stops (here: a cancel recorded after batch 2 committed). Found under load; the
+    job once failed with 'count mismatch' because it left such a batch out of its own tally.
+    Made deterministic: the loop is held in batch 1's event until batch 2 has committed."""
     dataset_id, _ = generate(conn, db_url, "late-batch", 5, seed=12)
     created = submit(conn, expand_dataset_id=dataset_id, num_samples=5000, batch_size=1000)
-    cancel = threading.Event()
     first = []
 
     def hold_until_batch_2_commits(event):
         if event["type"] == "batch" and event["batch"] == 1:
             first.append(event["saved"])
-            cancel.set()
             deadline = time.monotonic() + 30
             with psycopg.connect(db_url, autocommit=True) as other:
                 while (counts(other, dataset_id)[1] == event["committed_count"]
                        and time.monotonic() < deadline):
                     time.sleep(0.01)
+                jobs.request_cancel(other, created["job_id"])
 
-    result = run_job(db_url, created["job_id"], cancel=cancel,
-                     on_event=hold_until_batch_2_commits)
+    result = run_job(db_url, created["job_id"], on_event=hold_until_batch_2_commits)
     assert result.status == "cancelled" and result.final_count == 5 + result.generated
     assert result.generated > first[0]        # batch 2 committed, and the job counts it
     assert [e["batch"] for e in result.events if e["type"] == "batch"] == [1, 2]
     job = jobs.get_job(conn, created["job_id"])
     assert job["generated"] == result.generated and job["attempted"] == result.attempted
     assert counts(conn, dataset_id) == (5 + result.generated,) * 2
-    assert jobs.validate_dataset(conn, dataset_id)["ok"]

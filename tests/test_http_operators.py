@@ -1,6 +1,6 @@
 """The operators' requests over real HTTP (waitress, real PostgreSQL): expansion appends, counts
-agree in metadata and in the table, cumulative progress in the event stream, the SPEC 12 log
-lines, and a strict expansion that stops with a reason a person can act on."""
+agree in metadata and in the table, cumulative progress in the event stream, the diagnostic
+log lines operators grep for, and a strict expansion that stops with a reason a person can act on."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_operator_expansion_over_http(api, db_url, heimdall_log, n):
                                                 "Base dataset for expansion test")
     assert api.get(f"/datasets/{dataset_id}/validate").json["ok"] is True
 
-    # the SPEC 12 lines with matching numbers
+    # the diagnostic log lines, with matching numbers
     log = messages(heimdall_log)
     assert f"Expanding dataset {dataset_id} (current samples: 5)" in log
     assert any(m.startswith(f"[GENERATION DEBUG] Target: {n} valid samples") for m in log)

@@ -1,4 +1,4 @@
-"""The Numba kernel held to the NumPy reference, attempt by attempt (SPEC 4)."""
+"""The Numba kernel held to the NumPy reference, attempt by attempt (docs/MODEL.md)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Statistical sanity of the default configuration, printed and held to bands (SPEC 4)."""
+"""Statistical sanity of the default configuration, printed and held to bands (docs/MODEL.md)."""
 
 import numpy as np
 import pytest
@@ -26,7 +26,7 @@ def test_stronger_farther_receiver_share(default_batch):
     """A farther receiver stronger than a nearer one by more than 12 dB.
 
     Counted per pair of receivers in a valid sample: at most 10 %. (Counted as "any pair in
-    the sample", the share is far higher: a 7-receiver sample has 21 pairs, and SPEC 4's
+    the sample", the share is far higher: a 7-receiver sample has 21 pairs, and the model's
     clutter, terrain, shadowing and yagi gains alone spread a link by about 8 dB; see
     docs/MODEL.md.)
     """

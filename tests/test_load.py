@@ -16,10 +16,10 @@ every row compared). Latency percentiles are printed, never asserted (project ru
 The bounded version runs in CI; ``pytest -m slow tests/test_load.py -s`` runs the soak and
 writes its figures to docs/RELIABILITY.md. The capacity tests pin the fixes this suite drove:
 open event streams at their limit leave the status endpoint answering, are refused beyond it
-with 503 and Retry-After, and cost one database connection (service/api/events.py; a lost
+with 503 and Retry-After, and cost one database connection (service/http/events.py; a lost
 reader connection ends them with an ``error`` event); requests beyond the request slots wait
-without a connection (service/server.py); and a job waiting for its dataset leaves the workers
-to other datasets (service/api/runner.py). Each was seen to fail with its fix taken out.
+without a connection (service/http/server.py); and a job waiting for its dataset leaves the workers
+to other datasets (service/engine/runner.py). Each was seen to fail with its fix taken out.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import psycopg
 import pytest
 
 from heimdall_synth.service.storage.database import connect
-from heimdall_synth.service.engine.loop import lock_key, run_job
+from heimdall_synth.service.engine.loop import run_job
+from heimdall_synth.service.storage.locks import dataset_key
 from heimdall_synth.service.storage.migrations import upgrade
 from heimdall_synth.service.http.server import DATASET_READ_SLOTS, MAX_EVENT_STREAMS, REQUEST_SLOTS
 from tests.conftest import new_database
@@ -430,7 +431,7 @@ def test_load_soak(db_url, pg_server_url, tmp_path):
         "The status poll is a one-row read with slots of its own: its latency under load is the "
         "machine's saturation (two cores for the jobs, PostgreSQL, the server and 100 client "
         "threads). The dataset GETs are the heaviest requests: each counts the rows of its "
-        "datasets for `actual_count` (SPEC 10), O(rows) per request, and they wait for their "
+        "datasets for `actual_count` (shown beside `num_samples`), O(rows) per request, and they wait for their "
         "8 slots behind each other.", "",
         "What the load found and what was fixed (each kept by a test in `tests/test_load.py`; "
         "the design is in docs/API.md, \"Capacity\"):", "",
@@ -500,7 +501,7 @@ def _stream_opens_within(client: Client, job_id: str, seconds: float) -> list:
 def _hold_dataset(conn, dataset_id: str) -> None:
     """Take the dataset's advisory lock, as a job of another process would: a job on the
     dataset then waits, queued, until the lock is let go."""
-    conn.execute(f"SELECT pg_advisory_lock({lock_key('dataset', '%s')})", (dataset_id,))
+    conn.execute("SELECT pg_advisory_lock(%s)", (dataset_key(dataset_id),))
 
 
 def _queued_expansion(api, holder, name: str, base_samples: int, seed: int,

@@ -1,4 +1,4 @@
-"""Each model term against closed forms and published values (SPEC 4)."""
+"""Each model term against closed forms and published values (docs/MODEL.md)."""
 
 import math
 
@@ -63,7 +63,7 @@ def test_diffraction_clear_shortcut_matches_full_formula():
 
 def test_gaseous_absorption_calibration():
     per_100km = 100 * P.gaseous_absorption_db_per_km(145.0)
-    assert 0.9 < per_100km < 1.2  # SPEC 4: about 1 dB per 100 km at 145 MHz
+    assert 0.9 < per_100km < 1.2  # the model's calibration: about 1 dB per 100 km at 145 MHz
     assert P.gaseous_absorption_db_per_km(6000.0) > P.gaseous_absorption_db_per_km(145.0)
 
 

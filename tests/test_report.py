@@ -18,7 +18,7 @@ import pytest
 
 from heimdall_synth.kernel.defaults import DEFAULT_RECEIVERS
 from heimdall_synth.kernel.layout import REJECT_REASONS
-from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.storage.database import connect
 from heimdall_synth.service.engine.loop import run_job
 from heimdall_synth.service.storage.migrations import upgrade
@@ -199,7 +199,7 @@ def test_quality_histograms_cover_every_sample(db, data):
 
 
 def test_map_data_is_the_stored_transmitters_and_configured_receivers(db, data):
-    m = queries.map_data(db, jobs.get_dataset(db, data.full))
+    m = queries.map_data(db, datasets.get_dataset(db, data.full))
     lat, lon = column(db, data.full, "tx_latitude"), column(db, data.full, "tx_longitude")
     assert (m.sample.count, m.sample.stride) == (4000, 1)
     assert np.array_equal(m.tx_lat, lat) and np.array_equal(m.tx_lon, lon)
@@ -209,11 +209,11 @@ def test_map_data_is_the_stored_transmitters_and_configured_receivers(db, data):
     lat0, lat1, lon0, lon1 = m.outer_box
     assert np.all((lat >= lat0) & (lat <= lat1) & (lon >= lon0) & (lon <= lon1))
 
-    sampled = queries.map_data(db, jobs.get_dataset(db, data.full), limit=1000)
+    sampled = queries.map_data(db, datasets.get_dataset(db, data.full), limit=1000)
     assert (sampled.sample.stride, sampled.sample.size) == (4, 1000)
     assert np.array_equal(sampled.tx_lat, lat[::4]) and np.array_equal(sampled.tx_lon, lon[::4])
 
-    rnd = queries.map_data(db, jobs.get_dataset(db, data.random), receiver_limit=100)
+    rnd = queries.map_data(db, datasets.get_dataset(db, data.random), receiver_limit=100)
     assert rnd.receivers == () and rnd.inner_box == (44.0, 46.0, 7.0, 10.0)
     stride = -(-1500 // 100)
     counts = column(db, data.random, "cardinality(rx_lat)")[::stride]
@@ -222,7 +222,7 @@ def test_map_data_is_the_stored_transmitters_and_configured_receivers(db, data):
 
 
 def test_link_power_grid_bins_every_detecting_link(db, data):
-    dataset = jobs.get_dataset(db, data.full)
+    dataset = datasets.get_dataset(db, data.full)
     with db.transaction():
         links = db.execute(
             "SELECT l.d::float8, l.p::float8 FROM heimdall.measurement_features f CROSS JOIN "
@@ -256,7 +256,7 @@ def test_outcomes_sum_the_rejections_of_every_job(db, data):
         assert list(out.rejected) == list(REJECT_REASONS)
         for reason in REJECT_REASONS:
             assert out.rejected[reason] == sum(j["rejections"].get(reason, 0) for j in job_rows)
-        assert out.accepted == samples == jobs.get_dataset(db, dataset_id)["actual_count"]
+        assert out.accepted == samples == datasets.get_dataset(db, dataset_id)["actual_count"]
         assert out.total == out.attempted == sum(j["attempted"] for j in job_rows)
     full = queries.outcomes(db, data.full)
     assert full.rejected["tx_off"] > 0 and full.total > 4000
@@ -439,7 +439,7 @@ def test_http_report_page(api, data):
     quality = text[text.index('<table id="quality">'):]
     cells = re.findall(r'<td class="num">([^<]*)</td>', quality[:quality.index("</table>")])
     with connect(data.url) as conn:
-        metrics = jobs.get_dataset(conn, data.full)["quality_metrics"]
+        metrics = datasets.get_dataset(conn, data.full)["quality_metrics"]
     assert len(cells) == 8 and "-" not in cells  # every aggregate is shown
     assert cells[0] == f"{metrics['mean_mean_snr_db']:.4g}"
     assert cells[2] == f"{metrics['mean_gdop']:.4g}"

@@ -20,7 +20,7 @@ import time
 import psycopg
 import pytest
 
-from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.engine.loop import run_job
 from tests.reliability_doc import write_section
 from tests.test_generation import DATA_COLUMNS, counts, generate, submit
@@ -79,7 +79,7 @@ def soak(conn, url, samples: int, kills: int, seed: int = 5) -> dict:
                 mid_copy += caught_copy
             child.join(60)
             meta, actual = counts(conn, dataset_id)
-            report = jobs.validate_dataset(conn, dataset_id)
+            report = datasets.validate_dataset(conn, dataset_id)
             assert meta == actual and report["ok"], report
             checks += 1
             status = jobs.get_job(conn, job_id)["status"]

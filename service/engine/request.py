@@ -1,6 +1,6 @@
 """The one request model of a generation job, shared by the CLI, the HTTP service and Python.
 
-A request either creates a dataset (``name`` and ``num_samples`` required, every SPEC 3 field
+A request either creates a dataset (``name`` and ``num_samples`` required, every other parameter
 optional) or expands one (``expand_dataset_id`` and ``num_samples`` required). Validation uses
 the parameter table through ``kernel.config``; nothing is coerced and every refusal names its
 field. Whether an expansion may change a field is decided later, against the stored dataset
@@ -17,7 +17,7 @@ from heimdall_synth.kernel.defaults import PARAMS_BY_NAME, names
 
 JOB_FIELDS = names("job")
 FILTER_FIELDS = names("filter")
-#: May differ for one expansion job without allow_parameter_override (SPEC 8).
+#: May differ for one expansion job without allow_parameter_override (docs/GENERATION.md).
 EXPANSION_MAY_CHANGE = FILTER_FIELDS + JOB_FIELDS
 
 
@@ -70,6 +70,11 @@ class GenerateRequest:
         if "num_samples" not in d:
             raise ConfigError("num_samples", "is required")
         given = {k: check_field(k, v) for k, v in d.items()}
+        if given.get("use_gpu") is True:
+            # Refused, never silently run on the CPU: this version has no GPU path. null
+            # (choose) and false run on the CPU, and the job's device says so.
+            raise ConfigError("use_gpu", "true asks for a CUDA device, and this version runs "
+                                         "the kernel on the CPU only; send null or false")
         if given.get("expand_dataset_id") is None:
             given.pop("expand_dataset_id", None)
             if given.get("name") is None:

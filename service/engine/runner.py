@@ -1,52 +1,56 @@
-"""The service's background job pool: a bounded ThreadPoolExecutor calling ``run_job``.
+"""The job runner: the one way both doors (the CLI and the HTTP service) run jobs.
 
-Threads, never processes: Numba's OpenMP threading layer forbids forking once a kernel has
-run, and ``run_job`` releases the GIL in the kernel (nogil) and in PostgreSQL I/O anyway.
+A bounded pool of worker threads calls ``run_job``; the HTTP service runs one runner with
+``JOB_WORKERS`` workers for its life, the CLI one with a single worker for its one job, in the
+foreground. Threads, never processes: Numba's OpenMP threading layer forbids forking once a
+kernel has run, and ``run_job`` releases the GIL in the kernel (nogil) and in PostgreSQL I/O.
 
-Each submitted job gets a ``threading.Event`` for cancel (the HTTP cancel also sets the row's
-``cancel_requested`` through ``jobs.request_cancel``, which is what a job run by another process
-sees).
+Ownership. The runner creates and resumes jobs itself (``create``, ``resume``): it takes the
+job's owner lock (``storage.locks``, shared) on its own connection BEFORE the job's row exists
+or is made pending again, and keeps it until the job has ended here; ``run_job`` takes its own
+while it runs. So a job waiting in this runner is never taken for an orphan, and a job whose
+process died (no owner lock left) is recovered as interrupted by the next start. When the
+runner's connection is lost and made again, it takes every lock it held again.
 
-Jobs on one dataset run one after another (C6), and a job waiting for another on its dataset
-must not take a worker from jobs on other datasets: the runner keeps, per dataset, a line of its
-jobs in submission order; only the first of each line is in the pool, the others wait, recorded
-``queued`` ("waiting for job <id> on this dataset"), and each goes to the pool (``pending``
-again, "waiting for a job worker") when the one before it has ended. (A job of ANOTHER process
-on the same dataset is still waited for by ``run_job``, on the dataset's advisory lock, also
-reported ``queued``.) Without the lines, three expansions of one dataset given to two workers
-would take both, one of them only to wait, and a job on another dataset would wait behind
-them.
+Lines. Jobs on one dataset run one after another (C6), and a job waiting for another on its
+dataset must not take a worker from jobs on other datasets: the runner keeps, per dataset, a
+line of its jobs in submission order; only the first of each line is in the pool, the others
+wait, recorded ``queued`` ("waiting for job <id> on this dataset"), and each goes to the pool
+(``pending`` again, "waiting for a job worker") when the one before it has ended. (A job of
+ANOTHER process on the same dataset is waited for by ``run_job``, on the dataset's writer lock,
+also ``queued``, with the same message.)
 
-The job row stays the single source of truth. The runner also keeps, for each job it runs,
-the list of the loop's ``batch`` events of the current run (``JobEntry.batches``), so that the
-event stream can report every committed batch exactly; the stream still takes status, counts
-and the final record from the row.
+Stopping. ``cancel`` asks a job to stop (a job waiting in the pool or in a line is recorded
+cancelled at once); ``close`` stops the runner: running jobs stop at their next batch and are
+recorded ``interrupted`` (resumable: nobody asked for a cancel), waiting ones are recorded
+``interrupted`` without starting. Every status change goes through ``engine.states``.
 
-While a job waits in the pool's queue or in a line, the runner holds the job's session
-advisory lock (the one ``run_job`` takes when it starts) on a connection of its own, and lets
-go just before ``run_job`` starts. So a job waiting here is never taken for an orphan by another
-process (``recover_interrupted``, ``prepare_resume`` of a 'pending' job whose creator died).
-
-The runner writes a job row itself only for a job that has not reached ``run_job`` (so no
-other writer can exist): waiting in its dataset's line (-> ``queued``), cancelled while waiting
-in the pool's queue or in a line (-> ``cancelled``), and left waiting when the service stops
-(-> ``interrupted``, so it can be resumed). A job RUNNING when the service stops is cancelled
-at its next batch and then recorded ``interrupted`` instead of ``cancelled`` (nobody asked for
-the cancel).
+For the event stream the runner keeps, for each job it runs, the loop's ``batch`` events of the
+current run (``JobEntry.batches``); status, counts and the final record come from the job row.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Callable
+
+from heimdall_synth.service.engine import states
+from heimdall_synth.service.engine.pipeline import StopRequest
+from heimdall_synth.service.storage import locks
 
 log = logging.getLogger("heimdall.service")
 
 #: Batch events kept per job for the event stream (a 100M-sample job has ~2,000 batches).
 BATCH_LOG = 20_000
+
+_STOPPED_BEFORE = ("The service stopped before this job started; resume it to reach the "
+                   "original target.")
+_CANCELLED_BEFORE = "Cancelled before it started; nothing (more) was generated."
 
 
 @dataclass(eq=False)  # compared by identity (lines, lists)
@@ -54,18 +58,22 @@ class JobEntry:
     job_id: str
     line: str = ""  # its dataset's line (the dataset id; the job id when it could not be read)
     previous: "JobEntry | None" = None  # an earlier run of the same job, winding down
-    cancel: threading.Event = field(default_factory=threading.Event)
+    listener: Callable[[dict], None] | None = None
+    cancel: StopRequest = field(default_factory=StopRequest)
     batches: deque = field(default_factory=lambda: deque(maxlen=BATCH_LOG))
     future: Future | None = None
-    user_cancelled: bool = False
     started: bool = False
-    held: bool = False  # the runner holds the job's advisory lock while it waits
+    held: bool = False  # the runner holds the job's owner lock
     waiting: bool = False  # submitted behind another job of its line: recorded 'queued'
     done: threading.Event = field(default_factory=threading.Event)
+    result: object = None  # run_job's JobResult
+    error: BaseException | None = None  # what run_job raised (a JobError: the row has it too)
 
     def on_event(self, event: dict) -> None:
         if event.get("type") == "batch":
             self.batches.append(event)
+        if self.listener is not None:
+            self.listener(event)
 
 
 class JobRunner:
@@ -82,20 +90,56 @@ class JobRunner:
         self._jobs: dict[str, JobEntry] = {}
         self._lines: dict[str, deque[JobEntry]] = {}  # the first of each line is in the pool
         self._owner_lock = threading.Lock()
-        self._owner = None  # connection holding the locks of the jobs waiting in the queue
+        self._owner = None  # autocommit connection holding the owner locks of this runner's jobs
+        self._held: list[str] = []  # job ids whose owner lock it holds (once per hold)
 
-    # ---- submitting and cancelling
+    # ---- creating, resuming, submitting
 
-    def submit(self, job_id) -> JobEntry:
-        """Run a job (new or resumed) in the background. A previous run of the same job still
-        winding down in this process is waited for first (it holds the job's lock)."""
+    def create(self, conn, request, on_event=None) -> tuple[dict, JobEntry]:
+        """Create the job of a validated request (``storage.jobs.create_job``) and run it.
+        The job is owned from before its row exists."""
+        from heimdall_synth.service.storage.jobs import create_job
+        job_id = str(uuid.uuid4())
+        self._hold(job_id)
+        try:
+            created = create_job(conn, request, job_id=job_id)
+        except BaseException:
+            self._unhold(job_id)
+            raise
+        return created, self._submit(job_id, created["dataset_id"], on_event)
+
+    def resume(self, conn, job_id, on_event=None) -> tuple[dict, JobEntry]:
+        """Make a stopped job pending again (``storage.jobs.prepare_resume``) and run it."""
+        from heimdall_synth.service.storage.ids import uuid_of
+        from heimdall_synth.service.storage.jobs import prepare_resume
+        job_id = uuid_of(job_id, "job_id")
+        with self._owner_lock:
+            ours = job_id in self._held  # waiting or running here: owned, not resumable
+        owner_pid = self._hold(job_id)
+        try:
+            # The probe leaves out the hold just taken, never one this runner had before.
+            job = prepare_resume(conn, job_id, owner_pid=None if ours else owner_pid)
+        except BaseException:
+            self._unhold(job_id)
+            raise
+        return job, self._submit(job_id, str(job["dataset_id"]), on_event)
+
+    def submit(self, job_id, on_event=None) -> JobEntry:
+        """Run a job that exists already and is pending (created by ``storage.jobs``)."""
         job_id = str(job_id)
-        dataset_id = self._dataset_of(job_id)
+        self._hold(job_id)
+        row = self._with_owner(lambda c: c.execute(
+            "SELECT dataset_id FROM heimdall.generation_jobs WHERE id = %s", (job_id,)).fetchone())
+        return self._submit(job_id, str(row[0]) if row and row[0] else None, on_event)
+
+    def _submit(self, job_id: str, dataset_id: str | None, on_event) -> JobEntry:
+        """Queue a job whose owner lock this runner holds (once more) already."""
         with self._lock:
             if self.closing.is_set():
+                self._unhold(job_id)
                 raise RuntimeError("the service is stopping")
-            entry = JobEntry(job_id, line=dataset_id or job_id, previous=self._jobs.get(job_id))
-            entry.held = self._hold(job_id)
+            entry = JobEntry(job_id, line=dataset_id or job_id, previous=self._jobs.get(job_id),
+                             listener=on_event, held=True)
             self._jobs[job_id] = entry
             line = self._lines.setdefault(entry.line, deque())
             line.append(entry)
@@ -104,11 +148,10 @@ class JobRunner:
             else:
                 entry.waiting = True
                 ahead = line[-2].job_id
-                self._owner_sql(
-                    "UPDATE heimdall.generation_jobs SET status = 'queued', progress_message = "
-                    "%s, heartbeat_at = now() WHERE id = %s AND status = 'pending'",
-                    ("waiting for its previous run to end" if ahead == job_id else
-                     f"waiting for job {ahead} on this dataset", job_id))
+                message = ("waiting for its previous run to end" if ahead == job_id
+                           else states.queued_message(ahead))
+                self._with_owner(lambda c: states.transition(
+                    c, job_id, "queued", expect="pending", progress_message=message))
         return entry
 
     def entry(self, job_id) -> JobEntry | None:
@@ -122,58 +165,52 @@ class JobRunner:
         entry = self.entry(job_id)
         if entry is None:
             return  # not ours: the row's cancel_requested reaches whoever runs it
-        entry.user_cancelled = True
-        entry.cancel.set()
+        entry.cancel.stop("cancelled")
         with self._lock:
             waiting = self._leave_line(entry)  # behind another job of its dataset: never starts
         if waiting or (entry.future is not None and entry.future.cancel()):
-            self._end_unstarted(entry, "cancelled",
-                                "Cancelled before it started; nothing (more) was generated.")
+            self._end_unstarted(entry, "cancelled", _CANCELLED_BEFORE)
 
     # ---- the worker
 
     def _run(self, entry: JobEntry) -> None:
+        from heimdall_synth.service.engine.loop import run_job
+        from heimdall_synth.service.engine.stops import JobError
         try:
             if entry.previous is not None:
                 entry.previous.done.wait()
             if entry.cancel.is_set():
-                if self.closing.is_set() and not entry.user_cancelled:
-                    self._end_unstarted(entry, "interrupted", _STOPPED_BEFORE)
-                else:
-                    self._end_unstarted(entry, "cancelled",
-                                        "Cancelled before it started; nothing (more) was "
-                                        "generated.")
+                self._end_unstarted(entry, entry.cancel.reason, _STOPPED_BEFORE
+                                    if entry.cancel.reason == "interrupted" else _CANCELLED_BEFORE)
                 return
             entry.started = True
-            self._release(entry)
-            from heimdall_synth.service.engine.loop import JobError, run_job
             try:
-                result = run_job(self.url, entry.job_id, threads=self.threads,
-                                 cancel=entry.cancel, on_event=entry.on_event)
+                entry.result = result = run_job(self.url, entry.job_id, threads=self.threads,
+                                                cancel=entry.cancel, on_event=entry.on_event)
             except JobError as exc:
+                entry.error = exc
                 log.error("Job %s failed: %s", entry.job_id, exc)
                 return
             log.info("Job %s ended %s (%s): %s", entry.job_id, result.status,
                      result.stopped_reason, result.message)
-            if (result.status == "cancelled" and self.closing.is_set()
-                    and not entry.user_cancelled):
-                self._mark(entry.job_id, "cancelled", "interrupted", _STOPPED_WHILE_RUNNING)
-        except Exception:  # noqa: BLE001 - a worker must never die silently
-            log.exception("Job %s: unexpected error in the service's job runner", entry.job_id)
+        except Exception as exc:  # noqa: BLE001 - a worker must never die silently
+            entry.error = exc
+            log.exception("Job %s: unexpected error in the job runner", entry.job_id)
         finally:
-            self._release(entry)
-            entry.done.set()
-            self._forget(entry)
+            self._finish(entry)
 
     def _end_unstarted(self, entry: JobEntry, status: str, message: str) -> None:
-        if not self._mark(entry.job_id, "queued", status, message):
-            self._mark(entry.job_id, "pending", status, message)
-        self._release(entry)
-        entry.done.set()
-        self._forget(entry)
+        self._with_owner(lambda c: states.transition(
+            c, entry.job_id, status, expect=("pending", "queued"), stopped_reason=status,
+            stop_message=message, progress_message=message))
+        self._finish(entry)
 
-    def _forget(self, entry: JobEntry) -> None:
-        """The job has ended: drop it, and give the next job of its dataset to the pool."""
+    def _finish(self, entry: JobEntry) -> None:
+        """The job has ended here: let go of it, and give the next job of its line to the pool."""
+        if entry.held:
+            entry.held = False
+            self._unhold(entry.job_id)
+        entry.done.set()
         with self._lock:
             if self._jobs.get(entry.job_id) is entry:
                 del self._jobs[entry.job_id]
@@ -185,11 +222,12 @@ class JobRunner:
             if not line:
                 del self._lines[entry.line]
             elif line[0].future is None and not self.closing.is_set():
-                self._owner_sql(  # before run_job can start: it may set 'queued' itself
-                    "UPDATE heimdall.generation_jobs SET status = 'pending', progress_message = "
-                    "'waiting for a job worker', heartbeat_at = now() WHERE id = %s AND "
-                    "status = 'queued'", (line[0].job_id,))
-                line[0].future = self._pool.submit(self._run, line[0])
+                nxt = line[0]
+                # before run_job can start: it may record 'queued' itself
+                self._with_owner(lambda c: states.transition(
+                    c, nxt.job_id, "pending", expect="queued",
+                    progress_message=states.WAITING_FOR_WORKER))
+                nxt.future = self._pool.submit(self._run, nxt)
 
     def _leave_line(self, entry: JobEntry) -> bool:
         """Under self._lock: take a job that waits behind another of its dataset (not yet in
@@ -200,52 +238,46 @@ class JobRunner:
         line.remove(entry)
         return True
 
-    # ---- the queue's advisory locks
+    # ---- the owner connection and its locks
 
-    def _owner_sql(self, sql: str, params: tuple):
-        """``sql`` on the runner's own connection: the first row, or None when it failed (the
-        queue's locks, its 'queued' marks and the dataset look-up only help; ``run_job`` and
-        the job row stay the source of truth)."""
+    def _with_owner(self, work):
+        """``work(conn)`` on the runner's own connection; its result, or None when the database
+        failed (the job row and ``run_job`` stay the source of truth). A lost connection is
+        made again, and every owner lock this runner held is taken again on it."""
         from heimdall_synth.service.storage.database import connect
         with self._owner_lock:
             try:
                 if self._owner is None or self._owner.closed or self._owner.broken:
+                    if self._owner is not None:
+                        log.warning("job runner: its database connection was lost; taking the "
+                                    "owner locks of %d jobs again", len(self._held))
+                        self._owner.close()
                     self._owner = connect(self.url, autocommit=True)
-                cur = self._owner.execute(sql, params)
-                return cur.fetchone() if cur.description else ()
+                    for job_id in self._held:
+                        locks.hold_shared(self._owner, locks.job_key(job_id))
+                return work(self._owner)
             except Exception as exc:  # noqa: BLE001
-                log.warning("job runner: %s failed: %s", sql.split("(")[0], exc)
+                log.warning("job runner: database work failed: %s", exc)
                 return None
 
-    def _dataset_of(self, job_id: str) -> str | None:
-        row = self._owner_sql("SELECT dataset_id FROM heimdall.generation_jobs WHERE id = %s",
-                              (job_id,))
-        return str(row[0]) if row and row[0] is not None else None
-
-    def _hold(self, job_id: str) -> bool:
-        from heimdall_synth.service.engine.loop import lock_key
-        row = self._owner_sql(f"SELECT pg_try_advisory_lock({lock_key('job', '%s')})",
-                              (job_id,))
-        return bool(row and row[0])
-
-    def _release(self, entry: JobEntry) -> None:
-        from heimdall_synth.service.engine.loop import lock_key
-        if entry.held:
-            entry.held = False
-            self._owner_sql(f"SELECT pg_advisory_unlock({lock_key('job', '%s')})",
-                            (entry.job_id,))
-
-    def _mark(self, job_id: str, from_status: str, status: str, message: str) -> bool:
-        """Record the end of a job this runner stopped (see the module docstring), if it is
-        still ``from_status``; whether it was."""
-        from heimdall_synth.service.storage import jobs
+    def _hold(self, job_id: str) -> int:
+        """Take the job's owner lock (once more); the backend pid holding it. Raises when the
+        database cannot be reached: a job is never run unowned."""
         from heimdall_synth.service.storage.database import connect
-        try:
-            with connect(self.url) as conn:
-                return jobs.mark_stopped(conn, job_id, from_status, status, message)
-        except Exception:  # noqa: BLE001
-            log.exception("could not record job %s as %s", job_id, status)
-            return False
+        with self._owner_lock:
+            if self._owner is None or self._owner.closed or self._owner.broken:
+                self._owner = connect(self.url, autocommit=True)
+                for held in self._held:
+                    locks.hold_shared(self._owner, locks.job_key(held))
+            locks.hold_shared(self._owner, locks.job_key(job_id))
+            self._held.append(job_id)
+            return self._owner.info.backend_pid
+
+    def _unhold(self, job_id: str) -> None:
+        with self._owner_lock:
+            if job_id in self._held:
+                self._held.remove(job_id)
+        self._with_owner(lambda c: locks.release_shared(c, locks.job_key(job_id)))
 
     # ---- stopping
 
@@ -254,27 +286,20 @@ class JobRunner:
             return list(self._jobs)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop: running jobs end at their next batch (recorded ``interrupted``), queued ones
+        """Stop: running jobs end at their next batch (recorded ``interrupted``), waiting ones
         are recorded ``interrupted`` without starting. Waits up to ``timeout`` seconds."""
         with self._lock:
             self.closing.set()
             entries = list(self._jobs.values())
             waiting = [e for e in entries if self._leave_line(e)]
         for entry in entries:
-            entry.cancel.set()
+            entry.cancel.stop("interrupted")
         for entry in entries:
             if entry in waiting or (entry.future is not None and entry.future.cancel()):
                 self._end_unstarted(entry, "interrupted", _STOPPED_BEFORE)
-        futures = [e.future for e in entries if e.future is not None]
-        wait(futures, timeout=timeout)
+        wait([e.future for e in entries if e.future is not None], timeout=timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._owner_lock:
             if self._owner is not None:
                 self._owner.close()  # lets go of any lock still held
                 self._owner = None
-
-
-_STOPPED_BEFORE = ("The service stopped before this job started; resume it to reach the "
-                   "original target.")
-_STOPPED_WHILE_RUNNING = ("The service stopped while this job ran; its committed batches are "
-                          "kept: resume it to reach the original target.")

@@ -25,7 +25,7 @@ import re
 import tempfile
 import unicodedata
 import zipfile
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -143,39 +143,40 @@ def _npz_values(column: Column, chunk: Chunk) -> np.ndarray:
 
 
 class NpzSpool:
-    """The NPZ export in two steps: ``fill()`` writes one ``<column>.npy`` per column into
-    ``folder`` (the header first: N and R are known), chunk by chunk; ``zip_steps(out)`` then
-    zips them (stored) into ``out``, 1 MiB at a time, deleting each once zipped, and adds
-    ``metadata.json``. The snapshot is not needed after ``fill()``."""
+    """The NPZ export in two steps: ``fill()`` writes one .npy column file per column (the
+    header first: N and R are known), chunk by chunk; ``zip_steps(out)`` then zips them
+    (stored) into ``out``, 1 MiB at a time, closing each once zipped, and adds
+    ``metadata.json``. The snapshot is not needed after ``fill()``.
 
-    def __init__(self, snapshot: Snapshot, folder):
-        self.snapshot, self.folder = snapshot, Path(folder)
+    The column files are anonymous temporary files in ``folder`` (``tempfile.TemporaryFile``:
+    unlinked at once, O_TMPFILE where the file system has it): they hold disk space only while
+    open, and a killed process leaves nothing behind."""
+
+    def __init__(self, snapshot: Snapshot, folder=None):
+        self.snapshot, self.folder = snapshot, folder
         self.metadata = snapshot.metadata("npz", {c.name: c.dtype.str for c in snapshot.columns})
         self.columns = snapshot.columns
         self.zip_time = snapshot.exported_at.astimezone(timezone.utc).timetuple()[:6]
+        self.files: dict = {}
         self.filled = False
-
-    def _path(self, column: Column) -> Path:
-        return self.folder / f"{column.name}.npy"
 
     def fill(self, chunk_rows: int | None = None) -> Iterator[int]:
         """Yields the rows written after each chunk."""
         n, r = self.snapshot.rows, self.snapshot.slots
-        files = {}
         try:
             for c in self.columns:
-                files[c.name] = f = open(self._path(c), "wb")
+                self.files[c.name] = f = tempfile.TemporaryFile(dir=self.folder)
                 np.lib.format.write_array_header_1_0(f, {
                     "descr": np.lib.format.dtype_to_descr(c.dtype), "fortran_order": False,
                     "shape": (n, r) if c.per_receiver else (n,)})
             with closing(self.snapshot.chunks(chunk_rows)) as chunks:
                 for chunk in chunks:
                     for c in self.columns:
-                        _npz_values(c, chunk).tofile(files[c.name])
+                        _npz_values(c, chunk).tofile(self.files[c.name])
                     yield chunk.start + chunk.rows
-        finally:
-            for f in files.values():
-                f.close()
+        except BaseException:
+            self.close()
+            raise
         self.filled = True
 
     def zip_steps(self, out) -> Iterator[int]:
@@ -184,26 +185,38 @@ class NpzSpool:
         if not self.filled:
             raise RuntimeError("fill() the spool first")
         done = 0
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for c in self.columns:
-                path = self._path(c)
-                info = zipfile.ZipInfo(f"{c.name}.npy", date_time=self.zip_time)
-                info.file_size = path.stat().st_size  # > 2 GiB: a ZIP64 entry
-                with open(path, "rb") as src, archive.open(info, "w") as dst:
-                    while piece := src.read(_PIECE):
-                        dst.write(piece)
-                        done += len(piece)
-                        yield done
-                path.unlink()
-            info = zipfile.ZipInfo("metadata.json", date_time=self.zip_time)
-            archive.writestr(info, json.dumps(self.metadata, default=str, indent=1,
-                                              sort_keys=True))
-        yield done
+        try:
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for c in self.columns:
+                    src = self.files[c.name]
+                    src.flush()
+                    info = zipfile.ZipInfo(f"{c.name}.npy", date_time=self.zip_time)
+                    info.file_size = os.fstat(src.fileno()).st_size  # > 2 GiB: a ZIP64 entry
+                    src.seek(0)
+                    with archive.open(info, "w") as dst:
+                        while piece := src.read(_PIECE):
+                            dst.write(piece)
+                            done += len(piece)
+                            yield done
+                    self.files.pop(c.name).close()  # its disk space is freed now
+                info = zipfile.ZipInfo("metadata.json", date_time=self.zip_time)
+                archive.writestr(info, json.dumps(self.metadata, default=str, indent=1,
+                                                  sort_keys=True))
+            yield done
+        finally:
+            self.close()
 
     @property
     def npy_bytes(self) -> int:
         """The total size of the column files (what zip_steps counts to)."""
-        return sum(self._path(c).stat().st_size for c in self.columns)
+        for f in self.files.values():
+            f.flush()
+        return sum(os.fstat(f.fileno()).st_size for f in self.files.values())
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self.files.clear()
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -283,8 +296,8 @@ def export_file(url: str, ref: str, fmt: Format, path=None, *, force: bool = Fal
                 on_progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Export dataset ``ref`` (id or name) to ``path`` (default ``<name><suffix>`` in the
     current folder). Refuses an existing file unless ``force``. The file appears only when
-    complete (written as a hidden ``.partial`` file beside it, then renamed); the NPZ's column
-    files are spooled in a temporary folder beside it too. ``on_progress(phase, done,
+    complete (``_unnamed_output``); the NPZ's column files are anonymous temporary files
+    beside it (nothing of them survives a kill). ``on_progress(phase, done,
     total)``: phase "rows" (rows read), then for NPZ "zip" (bytes zipped)."""
     import time
     t0 = time.perf_counter()
@@ -298,33 +311,56 @@ def export_file(url: str, ref: str, fmt: Format, path=None, *, force: bool = Fal
                                 code="file_exists")
         if not path.parent.is_dir():
             raise ConfigError("out", f"folder {path.parent} does not exist")
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        try:
-            with open(partial, "wb") as out:
-                progress("rows", 0, snapshot.rows)
-                if fmt.name == "parquet":
-                    with closing(parquet_steps(snapshot, out, chunk_rows)) as steps:
-                        for done in steps:
-                            progress("rows", done, snapshot.rows)
-                else:
-                    with tempfile.TemporaryDirectory(prefix=f".{path.name}.",
-                                                     dir=path.parent) as work:
-                        spool = NpzSpool(snapshot, work)
-                        with closing(spool.fill(chunk_rows)) as steps:
-                            for done in steps:
-                                progress("rows", done, snapshot.rows)
-                        snapshot.close()  # the rows are read: end the transaction
-                        total = spool.npy_bytes
-                        for done in spool.zip_steps(out):
-                            progress("zip", done, total)
-            _place(partial, path, force)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        with _unnamed_output(path, force) as out:
+            progress("rows", 0, snapshot.rows)
+            if fmt.name == "parquet":
+                with closing(parquet_steps(snapshot, out, chunk_rows)) as steps:
+                    for done in steps:
+                        progress("rows", done, snapshot.rows)
+            else:
+                spool = NpzSpool(snapshot, path.parent)
+                with closing(spool.fill(chunk_rows)) as steps:
+                    for done in steps:
+                        progress("rows", done, snapshot.rows)
+                snapshot.close()  # the rows are read: end the transaction
+                total = spool.npy_bytes
+                for done in spool.zip_steps(out):
+                    progress("zip", done, total)
         return {"path": str(path), "format": fmt.name, "dataset_id": str(snapshot.dataset_id),
                 "name": snapshot.name, "rows": snapshot.rows, "receiver_slots": snapshot.slots,
                 "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - t0, 3),
                 "exported_at": snapshot.exported_at.isoformat()}
+
+
+@contextmanager
+def _unnamed_output(path: Path, force: bool):
+    """A file for the export that takes its name ``path`` only when complete: written as a
+    hidden ``.<name>.<pid>.partial`` beside it and moved into place at the end; removed when
+    the export fails, and, after a kill, by the next export into the same folder (its process
+    is gone)."""
+    folder = path.parent
+    _remove_stale_partials(folder)
+    partial = folder / f".{path.name}.{os.getpid()}.partial"
+    try:
+        with open(partial, "wb") as out:
+            yield out
+        _place(partial, path, force)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _remove_stale_partials(folder: Path) -> None:
+    """Remove ``.<name>.<pid>.partial`` files whose process is gone (a killed export)."""
+    for stale in folder.glob(".*.partial"):
+        try:
+            pid = int(stale.name.rsplit(".", 2)[-2])
+            os.kill(pid, 0)
+        except (ValueError, IndexError):
+            continue
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except PermissionError:
+            continue
 
 
 def _place(partial: Path, path: Path, force: bool) -> None:

@@ -1,4 +1,4 @@
-"""The Flask application factory of the HTTP service (SPEC 10).
+"""The Flask application factory of the HTTP service.
 
 ``create_app(config)`` sets up everything a request needs, once:
 
@@ -25,13 +25,14 @@ import os
 from typing import Any
 
 import psycopg
+from psycopg_pool import PoolTimeout
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from heimdall_synth.kernel.config import ConfigError
 from heimdall_synth.service.engine.request import ConflictError, NotFoundError
 
-from heimdall_synth.service.http.common import ApiError, ServiceState, close_db
+from heimdall_synth.service.http.common import ApiError, ServiceState, close_db, open_pools
 from heimdall_synth.service.http.serialize import JSONProviderStrict
 
 log = logging.getLogger("heimdall.service")
@@ -72,25 +73,25 @@ def create_app(config: dict | None = None) -> Flask:
                 log.warning("job %s was left running by a process that ended: marked "
                             "interrupted (POST .../jobs/%s/resume continues it)", job_id, job_id)
         from heimdall_synth.service.engine.runner import JobRunner
+        pools = open_pools(db.url)
         runner = JobRunner(db.url, workers=int(app.config["JOB_WORKERS"]),
                            threads=app.config["KERNEL_THREADS"])
     except BaseException:
+        for pool in locals().get("pools", {}).values():
+            pool.close()
         db.close()
         raise
     app.extensions["heimdall"] = ServiceState(
-        db=db, url=db.url, runner=runner, token=app.config["API_TOKEN"] or None,
+        db=db, url=db.url, runner=runner, pools=pools, token=app.config["API_TOKEN"] or None,
         events_poll_s=float(app.config["EVENTS_POLL_S"]),
         events_keepalive_s=float(app.config["EVENTS_KEEPALIVE_S"]))
 
-    from heimdall_synth.service.http import (dataset_routes as datasets, job_routes as jobs, meta_routes as meta)
-    for blueprint in (meta.bp, jobs.bp, datasets.bp):
+    from heimdall_synth.service.http import dataset_routes, export_routes, job_routes, meta_routes
+    from heimdall_synth.service.http.dashboard import bp as dashboard  # GET / and its files
+    from heimdall_synth.service.report.views import bp as report  # PNG plots and the page
+    for blueprint in (meta_routes.bp, job_routes.bp, dataset_routes.bp, export_routes.bp, report,
+                      dashboard):
         app.register_blueprint(blueprint)
-    from heimdall_synth.service.http.export_routes import bp as export_bp  # GET /datasets/{id}/export (Parquet, NPZ)
-    app.register_blueprint(export_bp)
-    from heimdall_synth.service.report.views import bp as report_bp  # dataset report: PNG plots and its page
-    app.register_blueprint(report_bp)
-    from heimdall_synth.service.http.dashboard import bp as dashboard_bp  # the operators' page (GET /) and its static files
-    app.register_blueprint(dashboard_bp)
     app.before_request(_authorize)
     app.teardown_appcontext(close_db)
     app.register_error_handler(Exception, handle_error)
@@ -107,6 +108,8 @@ def close_app(app: Flask, timeout: float = 10.0) -> None:
     try:
         state.runner.close(timeout)
     finally:
+        for pool in state.pools.values():
+            pool.close()
         state.db.close()
 
 
@@ -175,6 +178,10 @@ def handle_error(exc: Exception):
         if status == 405 and getattr(exc, "valid_methods", None):
             body["message"] = (f"{request.method} is not allowed here; allowed: "
                                f"{', '.join(sorted(exc.valid_methods))}")
+    elif isinstance(exc, PoolTimeout):
+        status, body = 503, {"error": "server_busy", "message": "every database connection of "
+                             "the service is in use; try again shortly"}
+        headers = {"Retry-After": "1"}
     elif isinstance(exc, psycopg.OperationalError):
         log.error("database unavailable in %s %s: %s", request.method, request.path, exc)
         status, body = 503, {"error": "database_unavailable",

@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g, request
+from psycopg.pq import TransactionStatus
 
 from heimdall_synth.kernel.config import ConfigError
 
 API_PREFIX = "/api/training/synthetic"
+DATASET_READS = API_PREFIX + "/datasets"
+REQUEST_CONNECTIONS = 16       # requests using the database at once, dataset reads aside
+DATASET_READ_CONNECTIONS = 8   # GETs under /datasets at once (each counts the dataset's rows)
+POOL_WAIT_S = 30.0             # a request waits this long for a connection, then 503
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _INT = re.compile(r"[0-9]{1,18}")
@@ -43,9 +48,10 @@ class ApiError(Exception):
 class ServiceState:
     """What the app factory sets up: the database handle, its URL and the job pool."""
 
-    db: Any            # service.database handle (.url, .close())
+    db: Any            # storage.database handle (.url, .close())
     url: str
-    runner: Any        # service.api.runner.JobRunner
+    runner: Any        # engine.runner.JobRunner
+    pools: dict        # request connection pools (open_pools)
     token: str | None  # API token (None: no auth; only loopback serving allowed)
     events_poll_s: float
     events_keepalive_s: float
@@ -58,23 +64,46 @@ def state() -> ServiceState:
 
 
 def get_db():
-    """This request's PostgreSQL connection (autocommit off; closed at the end of the request)."""
+    """This request's PostgreSQL connection (autocommit off), from the app's connection pools:
+    GETs under /datasets (they count a dataset's rows) draw from their own pool, so a status
+    poll never waits behind them. Given back at the end of the request."""
     if "db" not in g:
-        from heimdall_synth.service.storage.database import connect
-        g.db = connect(state().url)
+        from flask import request as current
+        reads_dataset = (current.method in ("GET", "HEAD")
+                         and current.path.startswith(DATASET_READS))
+        pool = state().pools["dataset_reads" if reads_dataset else "requests"]
+        g.db = pool.getconn()
+        g.db_pool = pool
     return g.db
 
 
 def close_db(exc=None) -> None:
-    conn = g.pop("db", None)
-    if conn is not None:
-        conn.close()
+    conn, pool = g.pop("db", None), g.pop("db_pool", None)
+    if conn is None:
+        return
+    if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
+        conn.rollback()
+    pool.putconn(conn)
 
 
-def store():
-    """service.jobs, imported on first use (it imports the generation loop and Numba)."""
-    from heimdall_synth.service.storage import jobs
-    return jobs
+def open_pools(url: str) -> dict:
+    """The request connection pools (psycopg_pool): at most REQUEST_CONNECTIONS connections for
+    requests and DATASET_READ_CONNECTIONS for dataset reads. A request finding its pool empty
+    waits for a connection up to POOL_WAIT_S, then gets 503 server_busy. Every connection is
+    checked when taken (a database restart leaves none broken behind)."""
+    from psycopg_pool import ConnectionPool
+    pools = {}
+    try:
+        for name, size in (("requests", REQUEST_CONNECTIONS),
+                           ("dataset_reads", DATASET_READ_CONNECTIONS)):
+            pools[name] = ConnectionPool(url, min_size=1, max_size=size, name=name,
+                                         kwargs={"autocommit": False}, timeout=POOL_WAIT_S,
+                                         check=ConnectionPool.check_connection, open=True)
+    except BaseException:
+        for pool in pools.values():
+            pool.close()
+        raise
+    return pools
 
 
 def parse_uuid(value: str, field: str) -> str:

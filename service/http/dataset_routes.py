@@ -8,7 +8,9 @@ from flask import Blueprint, jsonify
 from heimdall_synth.kernel.config import ConfigError
 from heimdall_synth.service.engine.request import check_field
 
-from heimdall_synth.service.http.common import (API_PREFIX, get_db, int_arg, parse_uuid, query_args, read_json, store)
+from heimdall_synth.service.http.common import (API_PREFIX, get_db, int_arg, parse_uuid,
+                                                query_args, read_json)
+from heimdall_synth.service.storage import datasets
 from heimdall_synth.service.http.serialize import dataset_json, sample_json
 
 bp = Blueprint("datasets", __name__, url_prefix=API_PREFIX)
@@ -27,7 +29,7 @@ SAMPLES_SQL = (
 @bp.get("/datasets")
 def list_datasets():
     query_args(())
-    rows = store().list_datasets(get_db())
+    rows = datasets.list_datasets(get_db())
     return jsonify({"datasets": [dataset_json(r) for r in rows], "count": len(rows)})
 
 
@@ -35,7 +37,7 @@ def list_datasets():
 def get_dataset(dataset_id):
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
-    return jsonify(dataset_json(store().get_dataset(get_db(), dataset_id)))
+    return jsonify(dataset_json(datasets.get_dataset(get_db(), dataset_id)))
 
 
 @bp.patch("/datasets/<dataset_id>")
@@ -53,8 +55,8 @@ def rename_dataset(dataset_id):
         raise ConfigError("name", "is required")
     name = check_field("name", body["name"])  # the whole request is checked before the 404
     conn = get_db()
-    store().get_dataset(conn, dataset_id, with_count=False)
-    return jsonify(dataset_json(store().rename_dataset(conn, dataset_id, name)))
+    datasets.get_dataset(conn, dataset_id, with_count=False)
+    return jsonify(dataset_json(datasets.rename_dataset(conn, dataset_id, name)))
 
 
 @bp.delete("/datasets/<dataset_id>")
@@ -62,7 +64,7 @@ def delete_dataset(dataset_id):
     """Delete a dataset and its samples (409 while a job on it is pending, queued or running)."""
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
-    store().delete_dataset(get_db(), dataset_id)
+    datasets.delete_dataset(get_db(), dataset_id)
     return jsonify({"id": dataset_id, "deleted": True})
 
 
@@ -74,7 +76,7 @@ def samples(dataset_id):
     limit = int_arg(args, "limit", 100, 1, MAX_PAGE)
     offset = int_arg(args, "offset", 0, 0, None)
     conn = get_db()
-    ds = store().get_dataset(conn, dataset_id, with_count=False)
+    ds = datasets.get_dataset(conn, dataset_id, with_count=False)
     with conn.transaction():
         cur = conn.execute(SAMPLES_SQL, {"id": dataset_id, "limit": limit, "offset": offset})
         names = [c.name for c in cur.description]
@@ -91,4 +93,4 @@ def validate(dataset_id):
     """Metadata count against a real COUNT(*), index density and duplicates."""
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
-    return jsonify(store().validate_dataset(get_db(), dataset_id))
+    return jsonify(datasets.validate_dataset(get_db(), dataset_id))

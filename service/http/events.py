@@ -46,7 +46,8 @@ from heimdall_synth.service.storage.database import connect
 
 from heimdall_synth.service.http.common import ApiError
 from heimdall_synth.service.http.job_routes import JOB_WITH_COUNT
-from heimdall_synth.service.http.serialize import TERMINAL, dumps, job_json
+from heimdall_synth.service.engine.states import TERMINAL
+from heimdall_synth.service.http.serialize import dumps, job_json
 
 log = logging.getLogger("heimdall.service")
 PROGRESS_EVERY_S = 1.0

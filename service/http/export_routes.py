@@ -12,8 +12,6 @@ zip without its directory), never a complete-looking wrong one.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from contextlib import closing
 from typing import Callable
@@ -87,15 +85,14 @@ def _export_response(dataset_id, fmt, release):
 
         body = export.stream(lambda out: export.parquet_steps(snapshot, out), cleanup)
     else:
-        work = tempfile.mkdtemp(prefix="heimdall-export-")
+        spool = export.NpzSpool(snapshot)  # anonymous files in the temporary folder
 
         def cleanup():
             snapshot.close()
-            shutil.rmtree(work, ignore_errors=True)
+            spool.close()
             release()
 
         try:
-            spool = export.NpzSpool(snapshot, work)
             with closing(spool.fill()) as steps:
                 for _ in steps:
                     pass

@@ -7,7 +7,9 @@ from flask import Blueprint, Response, jsonify
 
 from heimdall_synth.service.engine.request import GenerateRequest, NotFoundError
 
-from heimdall_synth.service.http.common import (API_PREFIX, get_db, int_arg, no_body, parse_uuid, query_args, read_json, state, store)
+from heimdall_synth.service.http.common import (API_PREFIX, get_db, int_arg, no_body, parse_uuid,
+                                                query_args, read_json, state)
+from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.http.serialize import job_json
 
 bp = Blueprint("jobs", __name__, url_prefix=API_PREFIX)
@@ -45,8 +47,7 @@ def generate():
     query_args(())
     body = read_json()
     req = GenerateRequest.from_dict(body)
-    created = store().create_job(get_db(), req)
-    entry = state().runner.submit(created["job_id"])
+    created, entry = state().runner.create(get_db(), req)
     extra = {}
     ignored = [k for k in ("name", "description") if req.is_expansion and k in req.given]
     if ignored:
@@ -67,8 +68,8 @@ def list_jobs():
     dataset_id = parse_uuid(args["dataset_id"], "dataset_id") if "dataset_id" in args else None
     conn = get_db()
     if dataset_id is not None:
-        store().get_dataset(conn, dataset_id, with_count=False)  # 404 for an unknown dataset
-    rows = store().list_jobs(conn, dataset_id, limit)
+        datasets.get_dataset(conn, dataset_id, with_count=False)  # 404 for an unknown dataset
+    rows = jobs.list_jobs(conn, dataset_id, limit)
     with conn.transaction():
         counts = dict(conn.execute(
             "SELECT id, num_samples FROM heimdall.synthetic_datasets WHERE id = ANY(%s)",
@@ -90,7 +91,7 @@ def cancel_job(job_id):
     query_args(())
     no_body()
     conn = get_db()
-    store().request_cancel(conn, job_id)   # 404 / 409 not_active; sets cancel_requested
+    jobs.request_cancel(conn, job_id)   # 404 / 409 not_active; sets cancel_requested
     state().runner.cancel(job_id)          # and the in-process event, when it runs here
     response = jsonify(load_job(conn, job_id))
     response.status_code = 202
@@ -103,8 +104,7 @@ def resume_job(job_id):
     job_id = parse_uuid(job_id, "job_id")
     query_args(())
     no_body()
-    job = store().prepare_resume(get_db(), job_id)  # 404 / 409 not_resumable
-    entry = state().runner.submit(job_id)
+    job, entry = state().runner.resume(get_db(), job_id)  # 404 / 409 not_resumable
     return _accepted(job_id, str(job["dataset_id"]), _submitted(entry, job), kind=job["kind"],
                      overrides=job.get("overrides") or {})
 

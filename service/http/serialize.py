@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 from flask.json.provider import JSONProvider
 
+from heimdall_synth.service.engine.stops import progress_text
+
 _NON_FINITE_TEXT = frozenset({"Infinity", "-Infinity", "NaN"})
-TERMINAL = ("completed", "failed", "cancelled", "interrupted")
-ACTIVE = ("pending", "queued", "running")
 API = "/api/training/synthetic"
 
 
@@ -63,20 +63,15 @@ class JSONProviderStrict(JSONProvider):
 
 
 def _duration(row: Mapping) -> float | None:
-    start, end = row.get("started_at"), row.get("finished_at")
-    if start is None:
+    """Running time over all the job's runs (the time it was stopped left out), the current
+    run's so far included; None before it first ran."""
+    if row.get("started_at") is None:
         return None
-    if end is None:
-        end = datetime.now(timezone.utc) if row.get("status") in ACTIVE else row.get(
-            "heartbeat_at") or start
-    return max((end - start).total_seconds(), 0.0)
-
-
-def progress_text(offset: int, generated: int, requested: int) -> str:
-    """Cumulative progress, "1,005 / 1,005 (continued from 5)" (the generation loop's own
-    format, service.generation.progress_text, which this delegates to)."""
-    from heimdall_synth.service.engine.loop import progress_text as text
-    return text(offset, generated, requested)
+    seconds = float(row.get("run_seconds") or 0.0)
+    run_started = row.get("run_started_at")
+    if row.get("status") == "running" and run_started is not None:
+        seconds += max((datetime.now(timezone.utc) - run_started).total_seconds(), 0.0)
+    return seconds
 
 
 def job_json(row: Mapping, dataset_samples: int | None = None) -> dict:

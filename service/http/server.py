@@ -9,11 +9,12 @@ kernel has run. It refuses to listen on anything but a loopback address unless
 
 Capacity (docs/API.md, "Capacity"): HTTP_THREADS waitress threads. An open event stream holds a
 thread for its whole life, so at most MAX_EVENT_STREAMS of them may be open (more are refused
-with 503 and Retry-After) and the other threads stay free for requests. ``RequestSlots`` lets
-at most DATASET_READ_SLOTS dataset reads (GETs under /datasets: they count the dataset's rows,
-O(rows)) and REQUEST_SLOTS other requests run the application at once, which bounds the
-PostgreSQL connections that requests hold, and keeps a status poll from queueing behind slow
-dataset reads. Event streams share one connection (events.JobWatch).
+with 503 and Retry-After) and the other threads stay free for requests. Requests draw their
+database connection from two pools (``common.open_pools``): DATASET_READ_SLOTS connections for
+dataset reads (GETs under /datasets: they count the dataset's rows, O(rows)) and REQUEST_SLOTS
+for the rest, which bounds the PostgreSQL connections that requests hold, and keeps a status
+poll from queueing behind slow dataset reads. Event streams share one connection
+(events.JobWatch).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import socket
 import sys
 import threading
 
-from heimdall_synth.service.http.common import API_PREFIX
+from heimdall_synth.service.http.common import DATASET_READ_CONNECTIONS, REQUEST_CONNECTIONS
 from heimdall_synth.service.http.app import TOKEN_ENV, close_app, create_app
 
 log = logging.getLogger("heimdall.service")
@@ -35,36 +36,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 HTTP_THREADS = 128       # waitress threads (an idle one costs little)
 MAX_EVENT_STREAMS = 48   # each open stream holds a thread for its life
-REQUEST_SLOTS = 16       # requests running the application at once, dataset reads aside
-DATASET_READ_SLOTS = 8   # GETs under /datasets running at once (each counts the dataset's rows)
+# Requests using the database at once: the sizes of the app's two connection pools.
+REQUEST_SLOTS, DATASET_READ_SLOTS = REQUEST_CONNECTIONS, DATASET_READ_CONNECTIONS
 CONNECTION_LIMIT = 512   # open client sockets before waitress pauses accept() (its default: 100)
-DATASET_READS = API_PREFIX + "/datasets"
-
-
-class RequestSlots:
-    """WSGI middleware: at most ``dataset_reads`` GETs under /datasets and ``slots`` other
-    requests run the application at once; a thread beyond waits for a slot of its kind.
-
-    A Flask view does all its database work (its connection is opened and closed) inside the
-    call, so this bounds the connections requests hold at ``slots + dataset_reads`` however many
-    threads the server has. Two kinds, because one FIFO bound made a status poll (a one-row
-    read) wait for a slot behind dataset reads that count every row of a dataset: under the load
-    soak its median was several times slower (docs/RELIABILITY.md). A streamed body (an event
-    stream, an export) is sent after the call returns, outside the slot."""
-
-    def __init__(self, app, slots: int = REQUEST_SLOTS,
-                 dataset_reads: int = DATASET_READ_SLOTS):
-        if slots < 1 or dataset_reads < 1:
-            raise ValueError("the server needs at least one slot of each kind")
-        self.app, self.slots, self.dataset_reads = app, slots, dataset_reads
-        self._free = threading.BoundedSemaphore(slots)
-        self._free_dataset_reads = threading.BoundedSemaphore(dataset_reads)
-
-    def __call__(self, environ, start_response):
-        reads_dataset = (environ.get("REQUEST_METHOD") in ("GET", "HEAD")
-                         and environ.get("PATH_INFO", "").startswith(DATASET_READS))
-        with self._free_dataset_reads if reads_dataset else self._free:
-            return self.app(environ, start_response)
 
 
 class UnsafeBindError(RuntimeError):
@@ -114,7 +88,7 @@ class ServerThread:
         self.app = app
         app.config["MAX_EVENT_STREAMS"] = event_streams
         self._map: dict = {}
-        self.server = create_server(RequestSlots(app), map=self._map,
+        self.server = create_server(app, map=self._map,
                                     host=host, port=port, threads=threads,
                                     connection_limit=CONNECTION_LIMIT,
                                     ident="heimdall-synth", channel_timeout=120,
@@ -170,30 +144,38 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         config["DATABASE_URL"] = database_url
     if workers is not None:
         config["JOB_WORKERS"] = workers
-    app = create_app(config)
-    try:
-        server = ServerThread(app, host, port, threads, event_streams)
-    except BaseException:
-        close_app(app)
-        raise
-    log.info("heimdall-synth API on %s (auth %s, %d job workers, %d HTTP threads: up to %d "
-             "event streams, %d requests and %d dataset reads at once)", server.url,
-             "on" if token else "off (loopback only)", app.config["JOB_WORKERS"], threads,
-             event_streams, REQUEST_SLOTS, DATASET_READ_SLOTS)
-    print(f"heimdall-synth API listening on {server.url}/api/training/synthetic "
-          f"(health: {server.url}/api/health)", file=sys.stderr, flush=True)
+    # SIGTERM from here on stops the service cleanly: while it starts (the embedded PostgreSQL,
+    # migrations, recovery) the signal is only noted, and acted on once the start is complete,
+    # so nothing is left half started (an embedded server running with nobody to stop it).
+    requested = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
+        previous = signal.signal(signal.SIGTERM, lambda *_: requested.set())
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        app = create_app(config)
+        try:
+            if requested.is_set():
+                return
+            server = ServerThread(app, host, port, threads, event_streams)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, lambda *_: server._stop.set())
+            if requested.is_set():  # arrived before the handler changed
+                return
+            log.info("heimdall-synth API on %s (auth %s, %d job workers, %d HTTP threads: up to "
+                     "%d event streams, %d requests and %d dataset reads at once)", server.url,
+                     "on" if token else "off (loopback only)", app.config["JOB_WORKERS"],
+                     threads, event_streams, REQUEST_SLOTS, DATASET_READ_SLOTS)
+            print(f"heimdall-synth API listening on {server.url}/api/training/synthetic "
+                  f"(health: {server.url}/api/health)", file=sys.stderr, flush=True)
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            close_app(app)
+            log.info("heimdall-synth API stopped")
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        close_app(app)
-        log.info("heimdall-synth API stopped")
 
 
 def _default_logging() -> None:

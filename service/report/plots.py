@@ -210,7 +210,8 @@ def distance_power_figure(grid):
                              shading="flat")
         fig.colorbar(mesh, ax=ax, label="links per cell")
         km = np.geomspace(d[0], d[-1], 100)
-        # SPEC 4: FSPL = 20 log10(d_km) + 20 log10(f_MHz) + 32.44 dB; 0 dBi antennas
+        # the model's free-space loss (docs/MODEL.md), 0 dBi antennas:
+        # FSPL = 20 log10(d_km) + 20 log10(f_MHz) + 32.44 dB
         free_space = grid.tx_power_dbm - (20 * np.log10(km) + 20 * np.log10(grid.frequency_mhz)
                                           + 32.44)
         ax.plot(km, free_space, color="black", lw=1.3,

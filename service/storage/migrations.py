@@ -5,6 +5,10 @@ in version order, in ONE transaction, under a transaction-scoped advisory lock, 
 migrating at once are safe: the second waits, then finds everything applied. Each applied file is
 recorded in ``heimdall.schema_migrations`` with a checksum; an applied migration whose file has
 changed since is an error (write a new migration instead of editing an old one).
+
+The one exception is a released file whose comments alone were reworded: its earlier checksum is
+listed in ``SUPERSEDED`` with the reason, a database whose ledger holds that checksum is accepted,
+and its ledger row is brought to the current checksum in the same transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +26,17 @@ from psycopg.pq import TransactionStatus
 LOCK_KEY = int.from_bytes(b"heimdall", "big")
 
 _FILE_NAME = re.compile(r"^(\d+)_([A-Za-z0-9_\-]+)\.sql$")
+
+#: Checksums of earlier texts of released migrations, still accepted in a database's ledger:
+#: version -> {sha256 of the exact earlier file text (line endings normalised): why it was
+#: superseded}. Only ever for changes that leave every SQL statement as it was (comments,
+#: whitespace); tests/test_db_migrations.py checks that the statements are unchanged.
+SUPERSEDED: dict[int, dict[str, str]] = {
+    1: {"afbb2759f62b3010a4d13abc5c6581ed5e5a6f5ba71e7cc2b43ac83ae385d1df":
+        "comments reworded; the SQL is unchanged"},
+    2: {"d47d297d6566326638a10a4a7c1bfef5e5b11cf2aaba41dd95b47e1dd0ff065e":
+        "comments reworded; the SQL is unchanged"},
+}
 
 _LEDGER = """
 CREATE SCHEMA IF NOT EXISTS heimdall;
@@ -97,7 +112,8 @@ def upgrade(conn: psycopg.Connection, migrations: list[Migration] | None = None)
 
     Runs and commits its own transaction, so ``conn`` must not be inside one. Raises
     MigrationError when an applied migration's file changed or the database knows a version
-    that the files do not (it was migrated by a newer release).
+    that the files do not (it was migrated by a newer release). A ledger row holding a
+    checksum listed in ``SUPERSEDED`` for its version is updated to the file's checksum.
     """
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise MigrationError("upgrade() runs its own transaction: commit or roll back first")
@@ -115,7 +131,10 @@ def upgrade(conn: psycopg.Connection, migrations: list[Migration] | None = None)
                                  "not know: it was migrated by a newer heimdall-synth")
         for m in migrations:
             if m.version in recorded:
-                if recorded[m.version] != m.checksum:
+                if recorded[m.version] in SUPERSEDED.get(m.version, {}):
+                    conn.execute("UPDATE heimdall.schema_migrations SET checksum = %s "
+                                 "WHERE version = %s", (m.checksum, m.version))
+                elif recorded[m.version] != m.checksum:
                     raise MigrationError(
                         f"migration {m.version:03d}_{m.name} was changed after it was applied "
                         f"(checksum {m.checksum[:12]}, applied {recorded[m.version][:12]}); "

@@ -63,8 +63,8 @@ export class DatasetsTable {
   }
 
   // The API reads num_samples and COUNT(*) in one statement (one snapshot), so they agree
-  // unless SPEC C3 is broken. A disagreeing pair is still read once more before it is flagged:
-  // a warning an operator acts on should not rest on a single read.
+  // unless contract C3 (docs/CONTRACTS.md) is broken. A disagreeing pair is still read once
+  // more before it is flagged: a warning an operator acts on should not rest on a single read.
   async accept(dataset) {
     if (dataset.counts_agree === false) {
       const again = await get(`/datasets/${dataset.id}`);

@@ -58,7 +58,7 @@ export const REJECTION_WORDS = {
 };
 
 // A finished job's stop reason in words: the headline; the job's own stop_message (counts and
-// the advice of SPEC C1) and error are shown under it as the API wrote them.
+// the advice contract C1 requires) and error are shown under it as the API wrote them.
 export function stopHeadline(job) {
   switch (job.stopped_reason) {
     case "target_reached": return "Completed: target reached";

@@ -1,7 +1,7 @@
 // Job cards: one per job, live from GET /jobs/{id}/events while the job is active.
 //
-// The job row is the single source of truth (SPEC 9): every number on a card is a field of the
-// job record or of an event the server sent. Two are arithmetic on those fields: the rate over
+// The job row is the single source of truth for status and progress: every number on a card is
+// a field of the job record or of an event the server sent. Two are arithmetic on those fields: the rate over
 // the last seconds of progress events (generated and duration_s, both from the server) and the
 // ETA, (requested - generated) / that rate.
 

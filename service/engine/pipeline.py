@@ -1,0 +1,275 @@
+"""The generation pipeline: a producer thread making batches, two ingest lanes committing them.
+
+The producer runs the kernel, consumes accepted attempts in attempt order and packs them into
+binary COPY buffers, one batch ahead of the lanes. Two ingest lanes COPY consecutive batches on
+two connections, so the database ingests batch k+1 while batch k commits; commits keep batch
+order, and each carries its rows with the dataset's counters and the job's progress (C3).
+
+A lane commits a batch only when, in the batch's own transaction and after the dataset's row is
+locked by its UPDATE: the batch before it committed, the job was not stopped, no cancel was
+recorded on the job row, and the job's loop still holds the dataset's writer lock. Otherwise the
+batch rolls back, whole.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from heimdall_synth.kernel import REJECT_REASONS
+from heimdall_synth.kernel.batch import AttemptBatch, pack_config, run_attempts
+from heimdall_synth.service.engine.quality import QualityAggregates
+from heimdall_synth.service.storage import locks
+from heimdall_synth.service.storage.copy_rows import (CopyStopped, copy_batch, pack_feature_rows,
+                                                      row_data_bytes)
+from heimdall_synth.service.storage.database import connect
+
+AUTO_BATCH_ATTEMPTS = 50_000    # ~0.1 s of kernel, ~0.5 s of COPY here (bench/RESULTS.md)
+FIRST_BATCH_ATTEMPTS = 8_192    # then x4 per batch up to the batch size
+CHUNK_ATTEMPTS = 8_192          # the producer's unit of work within a batch
+INGEST_STREAMS = 2              # connections COPYing batches side by side (commits in order)
+
+
+def consume(batch: AttemptBatch, need: int, run_before: int, max_run: int):
+    """How much of a batch the job consumes, in attempt order.
+
+    Returns (rows to store, attempts consumed, stalled, rejected run after the consumed part):
+    it takes accepted attempts until ``need`` are taken, and stops at the attempt that makes
+    ``max_run`` rejections in a row (``run_before`` of them from earlier batches).
+    """
+    n = len(batch)
+    accepted = np.flatnonzero(batch.valid)
+    consumed = n if len(accepted) < need else int(accepted[need - 1]) + 1
+    # Length of the rejected run ending at each attempt: position - last accepted position.
+    positions = np.arange(n)
+    last_accepted = np.maximum.accumulate(np.where(batch.valid, positions, -1 - run_before))
+    run = positions - last_accepted
+    stall = np.flatnonzero(run[:consumed] >= max_run)
+    stalled = stall.size > 0
+    if stalled:
+        consumed = int(stall[0]) + 1
+    rows = accepted[accepted < consumed][:need]
+    run_after = int(run[consumed - 1]) if consumed else run_before
+    return rows, consumed, stalled, run_after
+
+
+@dataclass
+class PackedBatch:
+    """What the producer hands the committer: one batch, consumed and packed."""
+
+    number: int
+    first_attempt: int
+    attempts: int         # evaluated by the kernel
+    valid: int            # valid among them
+    consumed: int         # attempts the job uses (the cursor moves by this)
+    kept: int             # samples it stores
+    quality: dict         # their quality sums (QualityAggregates.partial)
+    buffer: object        # their binary COPY data, a list of chunks (None when there are none)
+    rejections: np.ndarray  # by reason code, over the consumed attempts
+    run_after: int        # rejected attempts in a row after this batch
+    stalled: bool
+    sample_offset: int    # sample_index of its first row
+    seconds: float = 0.0  # the producer's time on it (kernel, consume, pack)
+
+
+class Producer:
+    """Stage one of the pipeline, in its own thread: kernel -> consume -> pack, one batch
+    ahead of the committer. It follows the job's state (cursor, still needed, rejected run)
+    on the assumption that each batch commits; if one does not, the job stops and whatever
+    the producer made ahead is dropped, so nothing speculative ever reaches the database.
+
+    A batch is made in chunks of CHUNK_ATTEMPTS attempts, each packed into its own COPY buffer,
+    so the producer's working set stays small (it shares the machine's caches with the
+    database backend ingesting the previous batch) and no large array is allocated per batch.
+    """
+
+    def __init__(self, cfg, seed, threads, dataset_id, job_id, frequency_hz, batch_size,
+                 cursor, budget_left, need, run, max_run, first_sample):
+        self.cfg, self.seed, self.threads = cfg, seed, threads
+        self.dataset_id, self.job_id, self.frequency_hz = dataset_id, job_id, frequency_hz
+        self.batch_size, self.cursor, self.budget_left = batch_size, cursor, budget_left
+        self.need, self.run, self.max_run, self.next_sample = need, run, max_run, first_sample
+        self.inputs = pack_config(cfg)
+        self.buffer = AttemptBatch.empty(CHUNK_ATTEMPTS, self.inputs.max_receivers)
+        self.number = 0
+        self.acceptance = 0.9  # running estimate, sizes the last batches (never the results)
+
+    def next(self) -> PackedBatch | None:
+        """The next batch, or None when the job needs nothing more or the budget is spent."""
+        if self.need <= 0 or self.budget_left <= 0 or self.run >= self.max_run:
+            return None
+        lower_priority()
+        t0 = time.perf_counter()
+        # Size a batch for what is still needed, starting small so the first COPY starts at
+        # once and the pipeline fills (results never depend on batch sizes: C4).
+        wanted = int(self.need * 1.2 / max(self.acceptance, 0.02)) + 256
+        ramp = FIRST_BATCH_ATTEMPTS * 4 ** self.number
+        count = min(self.batch_size, self.budget_left, ramp, max(wanted, 1024))
+        first_attempt, first_sample = self.cursor, self.next_sample
+        chunks, evaluated, valid, consumed, kept, stalled = [], 0, 0, 0, 0, False
+        rejections = np.zeros(len(REJECT_REASONS) + 1, np.int64)
+        quality = QualityAggregates(None)
+        while evaluated < count and self.need > 0 and not stalled:
+            n = min(CHUNK_ATTEMPTS, count - evaluated)
+            batch = run_attempts(self.cfg, self.seed, self.cursor, n, threads=self.threads,
+                                 inputs=self.inputs, out=self.buffer)
+            take, used, stalled, self.run = consume(batch, self.need, self.run, self.max_run)
+            if len(take):
+                chunks.append(pack_feature_rows(batch, self.dataset_id, self.next_sample,
+                                                self.job_id, self.frequency_hz, rows=take))
+                quality.add(QualityAggregates.partial(batch, take))
+            rejections += np.bincount(batch.reject_reason[:used],
+                                      minlength=len(REJECT_REASONS) + 1)
+            evaluated += n
+            valid += int(batch.valid.sum())
+            consumed += used
+            kept += len(take)
+            self.cursor += used
+            self.budget_left -= used
+            self.need -= len(take)
+            self.next_sample += len(take)
+            if used < n:  # target reached or stalled inside this chunk
+                break
+        self.acceptance = max(valid / max(evaluated, 1), 0.001)
+        self.number += 1
+        return PackedBatch(self.number, first_attempt, evaluated, valid, consumed, kept,
+                           quality.sums(), chunks or None, rejections, self.run, stalled,
+                           first_sample, time.perf_counter() - t0)
+
+
+PRODUCER_NICENESS = 10
+
+
+def lower_priority() -> None:
+    """Make the calling thread yield the CPU to others (Linux: per-thread nice value).
+
+    The producer has slack (it makes a batch in about a third of the time the database takes
+    to ingest one), while PostgreSQL's COPY runs serially in one backend process: when the two
+    share a core, the backend should win. Best effort: other systems keep the default."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PRODUCER_NICENESS)
+    except (AttributeError, OSError):
+        pass
+
+
+def default_job_threads() -> int:
+    """Kernel threads for a job: all cores but one, which the database's COPY needs (on a
+    2-core machine the kernel on one core still outruns PostgreSQL's ingest several times)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class BatchAborted(Exception):
+    """A batch in flight is dropped because the one before it ended the job or failed."""
+
+
+class BatchCancelled(BatchAborted):
+    """A batch rolled back because a cancel was recorded on the job (row or in-process)."""
+
+
+class LockLost(RuntimeError):
+    """The job's loop no longer holds its dataset's writer lock: nothing more may be written."""
+
+
+class StopRequest(threading.Event):
+    """An in-process request to stop a job, with its reason: 'cancelled' (a user asked) or
+    'interrupted' (the service is shutting down; the job is resumable)."""
+
+    reason = "cancelled"
+
+    def stop(self, reason: str) -> None:
+        """Ask the job to stop; the first reason given is the one kept."""
+        if not self.is_set():
+            self.reason = reason
+        self.set()
+
+
+@dataclass
+class JobStop:
+    """What the lanes check before a commit: shared by every batch of one run."""
+
+    job_id: str
+    dataset_id: object
+    lock_pid: int               # backend holding the dataset's writer lock for this job
+    abort: threading.Event      # the loop stopped: drop every batch still in flight
+    cancel: threading.Event     # an in-process cancel (Ctrl-C, the runner)
+
+    def stopping(self) -> bool:
+        return self.abort.is_set() or self.cancel.is_set()
+
+
+class Lane:
+    """One ingest stream: a connection and a thread that COPY a batch and then commit it.
+
+    Two lanes let the database ingest batch k+1 on one backend while batch k commits on the
+    other; a batch's counters are written and committed only after the batch before it has
+    committed, so commits keep batch order and every one carries its rows and its counters
+    together (C3). If the batch before failed, or the job stopped, the batch rolls back.
+    """
+
+    def __init__(self, url: str, number: int):
+        self.conn = connect(url)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"heimdall-ingest-{number}")
+
+    def submit(self, packed, counters, previous, stop: JobStop):
+        return self.pool.submit(commit_batch, self.conn, packed, counters, previous, stop)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.conn.close()
+
+
+def commit_batch(conn, packed, counters, previous, stop: JobStop):
+    """COPY one batch, wait for the previous batch's commit, write the counters, commit.
+    Returns (dataset total, COPY seconds, wait-counters-commit seconds).
+
+    Raises (and so rolls the batch back) BatchAborted when the loop stopped or the batch before
+    did not commit, BatchCancelled when a cancel was recorded, LockLost when the job's loop
+    lost its dataset lock. The cancel flag is read in the UPDATE of the job's row: a cancel
+    request waits for the row lock of a batch already committing, so after the request has
+    committed no further batch can."""
+    quality_json, rejections_json, msg = counters
+    t0 = time.perf_counter()
+    with conn.transaction():
+        with conn.cursor() as cur:
+            if packed.kept:
+                try:
+                    copy_batch(cur, packed.buffer, stop=stop.stopping)
+                except CopyStopped:
+                    raise (BatchCancelled() if stop.cancel.is_set() else BatchAborted()) from None
+            t_copied = time.perf_counter()
+            if previous is not None:
+                previous.result()  # raises when it failed or was aborted: this one rolls back
+            if stop.abort.is_set():
+                raise BatchAborted()
+            if stop.cancel.is_set():
+                raise BatchCancelled()
+            # storage_size_bytes stays NULL (unknown) on a dataset made before it was kept.
+            total = cur.execute(
+                "UPDATE heimdall.synthetic_datasets SET num_samples = num_samples + %s, "
+                "next_attempt_index = %s, quality_metrics = %s, "
+                "storage_size_bytes = storage_size_bytes + %s, updated_at = now() "
+                "WHERE id = %s RETURNING num_samples",
+                (packed.kept, packed.first_attempt + packed.consumed, quality_json,
+                 row_data_bytes(packed.buffer), stop.dataset_id)).fetchone()[0]
+            # The dataset's row is locked now: no other job can write it before this commits.
+            # Checked here, after that lock, so a lock lost at any moment before stops the batch.
+            if not locks.held(cur, locks.dataset_key(stop.dataset_id), pid=stop.lock_pid,
+                              exclusive=True):
+                raise LockLost(f"the job's lock on dataset {stop.dataset_id} was lost (its lock "
+                               "connection ended); this batch was rolled back and nothing after "
+                               "the last committed batch was written")
+            cancel_requested = cur.execute(
+                "UPDATE heimdall.generation_jobs SET generated = generated + %s, "
+                "attempted = attempted + %s, rejections = %s, consecutive_rejections = %s, "
+                "progress_message = %s, heartbeat_at = now() WHERE id = %s "
+                "RETURNING cancel_requested",
+                (packed.kept, packed.consumed, rejections_json, packed.run_after, msg,
+                 stop.job_id)).fetchone()[0]
+            if cancel_requested:
+                raise BatchCancelled()
+    return total, t_copied - t0, time.perf_counter() - t_copied
