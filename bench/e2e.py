@@ -13,7 +13,12 @@
    --rounds pairs, job then COPY and COPY then job in turn, and compares the sums,
    so that neither side gets the better position on the server (WAL segments, checkpoints);
    this machine's timings vary by 20 % from run to run, so every round is printed.
-3. The time of a 1,000-sample expansion of a 10,000-row dataset and of a --big-row one.
+3. How often a batch commits in the job (the interval between commits: what a cancel could
+   have to wait for if it waited for a whole batch), and how long a cancel takes: a job of
+   --samples samples is cancelled (from another connection) while it runs, and the time from
+   the cancel's commit to the job's end is measured, with the batches committed after it
+   (always 0: the lanes check the cancel in each batch's own transaction).
+4. The time of a 1,000-sample expansion of a 10,000-row dataset and of a --big-row one.
 
 The database is $DATABASE_URL, else a fresh embedded PostgreSQL in a temporary folder.
 """
@@ -55,7 +60,7 @@ def mib(nbytes: float) -> str:
 
 def timed_job(conn, url, request: dict, sample_memory: bool = False):
     created = jobs.create_job(conn, GenerateRequest.from_dict(request))
-    proc, rss, batches = psutil.Process(), [], []
+    proc, rss, batches = psutil.Process(), [], []  # batches: (saved, commit time)
 
     def on_event(event):
         if event["type"] == "batch":
@@ -113,6 +118,31 @@ def bare_copy(conn, prebuilt, url=None):
         return time.perf_counter() - t0, nbytes, len(buffers)
     finally:
         second.close()
+
+
+def cancel_latency(conn, url, samples: int, name: str, after_s: float = 2.0):
+    """(seconds from the cancel's commit to run_job's return, batches committed after the
+    cancel, samples at the cancel): a job cancelled from another connection while it runs."""
+    import threading
+    created = jobs.create_job(conn, GenerateRequest.from_dict(
+        {"name": name, "num_samples": samples, "seed": 9}))
+    box, commits = {}, []
+
+    def on_event(event):
+        if event["type"] == "batch":
+            commits.append(time.perf_counter())
+
+    worker = threading.Thread(target=lambda: box.update(
+        result=run_job(url, created["job_id"], on_event=on_event), ended=time.perf_counter()))
+    worker.start()
+    time.sleep(after_s)
+    with connect(url) as other:
+        job = jobs.request_cancel(other, created["job_id"])
+    t_cancel = time.perf_counter()
+    worker.join()
+    result = box["result"]
+    assert result.status == "cancelled" and result.generated == job["cancel_recorded_at_count"]
+    return box["ended"] - t_cancel, sum(t > t_cancel for t in commits), result.generated
 
 
 def expansion_time(conn, url, base_rows: int, name: str, seed: int):
@@ -200,6 +230,14 @@ def main() -> None:
         steady = rss[1:] or rss
         print(f"memory: peak RSS {mib(max(rss))}; after the first batch {mib(min(steady))} .. "
               f"{mib(max(steady))} over {len(steady)} batches", flush=True)
+        gaps = np.diff([t for _, t in batches])
+        print(f"batch commits: every {np.median(gaps):.2f} s (median), at most {gaps.max():.2f} "
+              f"s apart, over {len(batches)} batches", flush=True)
+        cancels = [cancel_latency(conn, url, args.samples, f"{name}-cancel-{k}")
+                   for k in range(3)]
+        print("cancel: job ended " + ", ".join(f"{c[0]:.2f}" for c in cancels) + " s after "
+              "the cancel committed; batches committed after it: "
+              + ", ".join(str(c[1]) for c in cancels), flush=True)
         t_small, _ = expansion_time(conn, url, 10_000, f"{name}-10k", 2)
         print(f"1,000-sample expansion of a 10,000-row dataset: {t_small:.3f} s", flush=True)
         t_large, t_build = expansion_time(conn, url, args.big, f"{name}-big", 3)
@@ -225,6 +263,12 @@ def main() -> None:
                 f"| peak RSS of the job's process | {mib(max(rss))} |",
                 f"| RSS after the first batch, min .. max over {len(steady)} batches | "
                 f"{mib(min(steady))} .. {mib(max(steady))} |",
+                f"| interval between batch commits in the job (median, max; {len(batches)} "
+                f"batches) | {np.median(gaps):.2f} s, {gaps.max():.2f} s |",
+                "| a running job cancelled from another connection, 3 times: from the cancel's "
+                "commit to the job's end; batches committed after the cancel | "
+                + ", ".join(f"{c[0]:.2f} s" for c in cancels) + "; "
+                + ", ".join(str(c[1]) for c in cancels) + " |",
                 f"| 1,000-sample expansion of a 10,000-row dataset | {t_small:.3f} s |",
                 f"| 1,000-sample expansion of a {args.big:,}-row dataset | {t_large:.3f} s |",
             ])

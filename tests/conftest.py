@@ -1,21 +1,39 @@
-"""Shared fixtures: one real PostgreSQL per test session, a fresh database per test.
+"""The fixtures that more than one test module uses (the helpers that are not fixtures are in
+tests/helpers.py and tests/http_client.py; no test module imports another).
 
-The server is ``$DATABASE_URL`` when set (its role needs CREATEDB); otherwise an embedded
-PostgreSQL started in a pytest temporary folder and stopped at the end of the session, also when
-tests fail. Tests never skip for want of a database: they start what they need.
+One real PostgreSQL per test session, a fresh database per test. The server is
+``$DATABASE_URL`` when set (its role needs CREATEDB); otherwise an embedded PostgreSQL started
+in a pytest temporary folder and stopped at the end of the session, also when tests fail. Tests
+never skip for want of anything: they start (or install) what they need, or fail saying why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import uuid
+import subprocess
+import sys
 
-import psycopg
 import pytest
 
-from heimdall_synth.service.storage.database import EmbeddedPostgres, connect, with_dbname
+from heimdall_synth.service.storage.database import EmbeddedPostgres, connect
 from heimdall_synth.service.storage.migrations import upgrade
+from tests.browser_setup import ChromiumMissing, ensure_chromium
+from tests.helpers import new_database
+from tests.http_client import Client, start_server
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """No test skips: a skip (pytest.skip, a skip mark, importorskip) is reported as a failure,
+    so that a missing prerequisite is never passed over in silence."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        why = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid}: {why}. The tests never skip: start or install what "
+                           "the test needs, or let it fail saying why.")
 
 
 @pytest.fixture(scope="session")
@@ -31,19 +49,6 @@ def pg_server_url(tmp_path_factory):
         yield server.url
     finally:
         server.stop()
-
-
-@contextlib.contextmanager
-def new_database(pg_server_url: str, purpose: str = "test"):
-    """URL of a new, empty database on the session's server, dropped on leaving."""
-    name = f"heimdall_{purpose}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_dbname(pg_server_url, name)
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -62,3 +67,57 @@ def conn(db_url):
         yield connection
     finally:
         connection.close()
+
+
+@pytest.fixture
+def db(db_url, tmp_path, monkeypatch):
+    """DATABASE_URL for the CLI (tests/helpers.cli); the embedded server's folder points at the
+    test's tmp folder so that a mistake can never start a server in the user's home."""
+    monkeypatch.setenv("HEIMDALL_SYNTH_DATA_DIR", str(tmp_path / "never-used"))
+    return db_url
+
+
+# ---- HTTP ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def server(db_url):
+    """The production server (tests/http_client.start_server) on a fresh database."""
+    srv = start_server(db_url)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def api(server):
+    """A client of ``server``."""
+    return Client(server.url)
+
+
+# ---- the browser -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def chromium(request) -> str:
+    """The path of Chromium, for the dashboard's browser tests (tests/browser_setup.py): when
+    it is missing and this process may install it (root, Debian or Ubuntu with apt-get), it is
+    installed here, saying so; otherwise the tests that need it fail with the command that
+    installs it. They never skip."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def uncaptured():
+        # an install takes a while: what it does is shown as it happens, not captured
+        return capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+
+    def say(line: str) -> None:
+        with uncaptured():
+            print(line, file=sys.stderr, flush=True)
+
+    def run(cmd, **kw):
+        with uncaptured():
+            return subprocess.run(cmd, **kw)
+
+    try:
+        return ensure_chromium(say=say, run=run)
+    except ChromiumMissing as exc:
+        pytest.fail(str(exc), pytrace=False)

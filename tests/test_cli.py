@@ -10,41 +10,11 @@ import signal
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(db_url, *args, env=None, timeout=120) -> subprocess.CompletedProcess:
-    """Run the CLI; ``db_url`` None means no DATABASE_URL (the embedded server)."""
-    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if db_url is not None:
-        environ["DATABASE_URL"] = db_url
-    environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "heimdall_synth.service.cli", *map(str, args)], cwd=ROOT,
-                          env=environ, capture_output=True, text=True, timeout=timeout)
-
-
-def cli_json(db_url, *args, rc=0, **kw):
-    res = cli(db_url, "--json", *args, **kw)
-    assert res.returncode == rc, res.stderr
-    return json.loads(res.stdout)
-
-
-@pytest.fixture
-def db(db_url, tmp_path, monkeypatch):
-    """DATABASE_URL for the CLI; the embedded server's folder points at the test's tmp folder
-    so that a mistake can never start a server in the user's home."""
-    monkeypatch.setenv("HEIMDALL_SYNTH_DATA_DIR", str(tmp_path / "never-used"))
-    return db_url
-
-
-def dataset_row(db_url, ref):
-    rows = cli_json(db_url, "datasets")["datasets"]
-    return next(r for r in rows if ref in (r["id"], r["name"]))
+from tests.helpers import ROOT, cli, cli_json, dataset_row
 
 
 def test_generate_then_expand_by_id_and_by_name(db):

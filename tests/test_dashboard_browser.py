@@ -1,14 +1,18 @@
 """The dashboard (issue 6) driven in headless Chromium against the real server and database.
 
-Debian's chromium (/usr/bin/chromium) runs under Playwright (executable_path: Playwright never
-downloads a browser) with a fresh profile, against a waitress server of this process
-(tests/test_http_helpers.start_server) on the embedded PostgreSQL. The scenarios: a dataset
-created through the form (a bad value answered next to its field and creating nothing), expanded
-through the expand form while the page follows the job's event stream to the new total without
-a reload, equal to the database's COUNT(*); a big job cancelled from the page with its stop
-reason in words, then resumed; the API token; a metadata count that disagrees with COUNT(*)
-flagged. The tests save screenshots (dashboard.png, running-job.png) on every run, in
-tests/screenshots/ or where HEIMDALL_SYNTH_SCREENSHOTS says (docs/img for the README's). Chromium is never skipped: without it they fail.
+Debian's chromium runs under Playwright (executable_path: Playwright never downloads a browser)
+with a fresh profile, against a waitress server of this process
+(tests/http_client.start_server) on the embedded PostgreSQL. The session fixture ``chromium``
+(tests/conftest.py, tests/browser_setup.py) finds it, or installs it when it is missing and the
+tests run as root on Debian or Ubuntu. The scenarios: a dataset created through the form (a bad
+value answered next to its field and creating nothing), expanded through the expand form while
+the page follows the job's event stream to the new total without a reload, equal to the
+database's COUNT(*); a big job cancelled from the page with its stop reason in words, then
+resumed; the API token; a metadata count that disagrees with COUNT(*) flagged. The tests save
+screenshots (dashboard.png, running-job.png) on every run, in tests/screenshots/ or where
+HEIMDALL_SYNTH_SCREENSHOTS says (docs/img for the README's). Chromium is never skipped: when it
+is missing and cannot be installed from here, the tests fail giving the command that installs
+it.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from heimdall_synth.service.http.dashboard import CONTENT_SECURITY_POLICY
-from tests.test_http_helpers import API, ROOT, Client, counts, db_state, start_server
+from tests.helpers import ROOT, db_state, url_counts
+from tests.http_client import API, Client, start_server
 
-CHROMIUM = "/usr/bin/chromium"
 # These flags matter on an offline machine: no sandbox (containers, root), no GPU, no QUIC, no
 # background traffic to Google's services that would stall waiting for the network.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -45,14 +49,11 @@ TOKEN = "dashboard-test-token"
 # ---------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def browser(chromium, tmp_path_factory):
     """One headless Chromium (a fresh user-data-dir) for the module; each test opens its page."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: the dashboard's browser tests need Debian's chromium "
-                    "(apt-get install --no-install-recommends chromium; .ci/run installs it)")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium,
             headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
         try:
             yield context
@@ -173,7 +174,7 @@ def test_create_and_expand_through_the_forms_counts_follow_the_events(dash, db_u
     expect(dash.card(create_job).locator(".stop-headline")).to_have_text(
         "Completed: target reached", timeout=WAIT_MS)
     dataset_id = row.get_attribute("data-dataset-id")
-    assert counts(db_url, dataset_id) == (5, 5)
+    assert url_counts(db_url, dataset_id) == (5, 5)
     links = row.locator(".links a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
     assert links == [f"/datasets/{dataset_id}/report",
                      f"{API}/datasets/{dataset_id}/export?format=parquet",
@@ -199,7 +200,7 @@ def test_create_and_expand_through_the_forms_counts_follow_the_events(dash, db_u
     dash.assert_not_reloaded()
     # the page followed the job's event stream, and shows what the database holds
     assert f"{dash.base}{API}/jobs/{expand_job}/events" in dash.requests
-    assert counts(db_url, dataset_id) == (1005, 1005)
+    assert url_counts(db_url, dataset_id) == (1005, 1005)
     assert job_row(db_url, expand_job)["status"] == "completed"
     expect(row.locator(".mismatch-flag")).to_be_hidden()
     expect(page.locator("#service-status")).to_have_text("service 0.1.0 · database ok")
@@ -251,7 +252,7 @@ def test_a_big_job_is_followed_live_cancelled_and_resumed(dash, db_url):
     stopped = job_row(db_url, job_id)
     assert (stopped["status"], stopped["stopped_reason"]) == ("cancelled", "cancelled")
     dataset_id = str(stopped["dataset_id"])
-    at_cancel = counts(db_url, dataset_id)
+    at_cancel = url_counts(db_url, dataset_id)
     assert at_cancel[0] == at_cancel[1] == stopped["generated"] > 0
     expect(row.locator("td[data-col=actual]")).to_have_text(grouped(at_cancel[1]), timeout=WAIT_MS)
     expect(metadata).to_have_text(grouped(at_cancel[0]))
@@ -266,7 +267,7 @@ def test_a_big_job_is_followed_live_cancelled_and_resumed(dash, db_url):
     card.locator("button.cancel").click()
     expect(card).to_have_attribute("data-status", "cancelled", timeout=WAIT_MS)
     expect(card.locator(".stop-headline")).to_have_text("Cancelled by request")
-    final = counts(db_url, dataset_id)
+    final = url_counts(db_url, dataset_id)
     assert final[0] == final[1] > at_cancel[1]
     expect(row.locator("td[data-col=actual]")).to_have_text(grouped(final[1]), timeout=WAIT_MS)
     expect(metadata).to_have_text(grouped(final[0]))
@@ -378,7 +379,7 @@ def test_the_forms_are_generated_from_the_openapi_schema(dash):
 # ------------------------------------------------------------------- the page itself, over HTTP
 
 def fetch(url: str) -> tuple[int, dict, str]:
-    """GET outside the API prefix (tests.test_http_helpers.Client puts it in front)."""
+    """GET outside the API prefix (tests.http_client.Client puts it in front)."""
     try:
         with urllib.request.urlopen(url, timeout=30) as reply:
             return reply.status, dict(reply.headers), reply.read().decode()

@@ -19,7 +19,7 @@ from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.storage.database import EmbeddedPostgres, connect
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.storage.migrations import upgrade
-from tests.test_generation import counts, generate, rows, submit
+from tests.helpers import counts, generate, rows, submit
 
 
 def _kill_copy_backends(url: str) -> int:

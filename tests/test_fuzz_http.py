@@ -26,13 +26,13 @@ would otherwise race the database digest). The runner has one worker and one ker
 jobs must end without an error (a stall or a spent attempt budget is a clean end).
 
 The bounded run is part of the suite; ``pytest -m slow tests/test_fuzz_http.py -s`` runs ten
-times as many requests and writes its figures to docs/RELIABILITY.md.
+times as many requests and prints its figures (into $HEIMDALL_SYNTH_SOAK_RESULTS too, when
+set); ``python bench/soak.py --record`` runs it and records them in docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
@@ -51,8 +51,7 @@ from schemathesis.specs.openapi.checks import (
 from heimdall_synth.service.storage import jobs
 from heimdall_synth.service.http.app import close_app, create_app
 from heimdall_synth.service.engine.request import GenerateRequest
-from tests.reliability_doc import write_section
-from tests.test_http_helpers import api, db_state, server  # noqa: F401 - fixtures
+from tests.helpers import db_state, publish_soak_figures
 
 API = "/api/training/synthetic"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -399,6 +398,7 @@ def test_fuzz_the_api_from_its_openapi_document(db_url):
     assert tally.refusals_checked >= tally.total // 3     # most refusals proved harmless
     assert sum(n for s, n in tally.status.items() if 200 <= s < 300) >= 100
     assert {404, 409, 422} <= set(tally.status), tally.status
+    json.dumps(soak_figures(tally, per_op, 0.0))  # what the soak publishes is JSON
 
 
 NIL = "00000000-0000-7000-8000-000000000000"
@@ -509,66 +509,21 @@ def test_hostile_names_round_trip_over_http(api, db_url):
 
 
 @pytest.mark.slow
-def test_fuzz_soak_writes_reliability(db_url):
+def test_fuzz_soak(db_url):
     t0 = time.perf_counter()
     tally, per_op = run_fuzz(db_url, SLOW_EXAMPLES)
     seconds = time.perf_counter() - t0
     assert tally.server_errors == 0 and tally.refused_changed_db == 0
-    write_reliability(tally, per_op, seconds)
+    publish_soak_figures("fuzz", soak_figures(tally, per_op, seconds))
 
 
-def write_reliability(tally: Tally, per_op: dict, seconds: float) -> None:
-    refused = sum(tally.refused.values())
-    codes = collections.Counter()
-    for (status, _), n in tally.refused.items():
-        codes[status] += n
-    by_code = ", ".join(f"{status}: {n:,}" for status, n in sorted(codes.items()))
-    by_error = ", ".join(f"{status} `{code}` {n:,}" for (status, code), n in
-                         sorted(tally.refused.items()))
-    accepted = sum(n for s, n in tally.status.items() if 200 <= s < 300)
-    write_section("fuzz", [
-        "## HTTP fuzzing (`pytest -m slow tests/test_fuzz_http.py -s`)", "",
-        f"Run {dt.date.today().isoformat()} on this machine (2 cores, shared; embedded "
-        f"PostgreSQL), schemathesis {schemathesis.__version__}, in-process WSGI: "
-        f"{seconds:.0f} s.", "",
-        f"* **{tally.total:,} generated requests** from `GET /api/openapi.json`: "
-        + ", ".join(f"{n:,} {mode}" for mode, n in tally.by_mode.items()) + ".",
-        f"* {accepted:,} accepted (2xx), **{refused:,} refused (4xx)**: {by_code}.",
-        f"* Refusals by error code: {by_error}.",
-        f"* **5xx: {tally.server_errors}.** Refused requests that changed the database: "
-        f"**{tally.refused_changed_db}** (of {tally.refusals_checked:,}, each checked by a "
-        f"digest of the three tables); GETs that changed it: {tally.safe_changed_db}.",
-        "* Every response matched the document (status code, content type, headers, closed "
-        "body schema); every refusal was JSON with `error` and `message`, and its `field` "
-        "named something the request sent.", "",
-        "| operation | requests |", "|---|---|",
-        *(f"| `{label}` | {n:,} |" for label, n in per_op.items()), "",
-        *CHOICES])
-
-
-#: What the fuzzing found and how it was settled (rewritten with the section).
-CHOICES = [
-    "What the fuzzing found, fixed, each kept as a case in "
-    "`test_cases_found_by_fuzzing_stay_fixed`, and the choices made:", "",
-    "* Text PostgreSQL cannot store (NUL, U+0000; a lone UTF-16 surrogate, which a JSON "
-    "`\\ud800` escape lets through) in a name, a description or a receiver's name was a 500: it "
-    "is refused, 422 naming the field (`receivers[2].name`), never stripped or replaced. A name "
-    "the client sent with a lone surrogate is echoed in errors as the escape's text, so every "
-    "body is strict UTF-8 JSON.",
-    "* JSON nested too deeply for the parser was a 500: 400 `malformed_json`. A number with more "
-    "than 4,300 digits is 400 with a plain message.",
-    "* A `charset` other than UTF-8 was decoded as asked (`charset=idna` was accepted): JSON is "
-    "UTF-8 (RFC 8259), anything else is 415.",
-    "* cancel and resume take no body or `{}`; a JSON `null` was read as no body: a body that "
-    "is not an empty object is refused (422).",
-    "* PATCH of an unknown dataset with an invalid name answered 404: the whole request is "
-    "checked first (422), as POST /generate does.",
-    "* The document now tells the whole truth: 422 for unknown query parameters on every "
-    "operation, 413 for bodies over the limit, 503 when the database does not answer, the "
-    "`Location` header of a 202, the optional empty body of cancel and resume, each event of "
-    "the event stream, and closed response schemas (every property listed is sent, nothing "
-    "else is).",
-    "* Accepted POST /generate requests run real jobs: the fuzzer caps what they ask for (20 "
-    "samples, 400 attempts); one explicit request at the documented maxima (100,000,000 "
-    "samples, batch size 10,000,000) is accepted and cancelled.",
-]
+def soak_figures(tally: Tally, per_op: dict, seconds: float) -> dict:
+    """The soak's figures as JSON values (bench/soak.py renders them into docs/RELIABILITY.md)."""
+    return {
+        "seconds": seconds, "schemathesis": schemathesis.__version__, "total": tally.total,
+        "by_mode": dict(tally.by_mode),
+        "status": {str(status): n for status, n in sorted(tally.status.items())},
+        "refused": [[status, code, n] for (status, code), n in sorted(tally.refused.items())],
+        "server_errors": tally.server_errors, "refused_changed_db": tally.refused_changed_db,
+        "safe_changed_db": tally.safe_changed_db, "refusals_checked": tally.refusals_checked,
+        "per_op": dict(per_op)}

@@ -22,53 +22,9 @@ from heimdall_synth.service.engine.stops import progress_text
 from heimdall_synth.service.storage.copy_rows import copy_batch
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.engine.request import ConflictError, GenerateRequest, NotFoundError
+from tests.helpers import counts, expand, generate, rows, submit, table_sizes
 
-DATA_COLUMNS = (
-    "sample_index, attempt_index, tx_latitude, tx_longitude, tx_altitude_m, tx_power_dbm, "
-    "frequency_hz, tx_known, num_receivers_in_sample, num_receivers_detected, mean_snr_db, gdop, "
-    "hdop, crb_m, overall_confidence, rx_id, rx_lat, rx_lon, rx_alt_m, distance_km, "
-    "signal_present, rssi_dbm, snr_db, rssi_std_db, rssi_min_dbm, rssi_max_dbm, noise_floor_dbm, "
-    "psd_dbm_per_hz, freq_offset_hz")
 STRICT = {"min_snr_db": 30.0, "min_receivers": 7, "max_gdop": 10.0}
-
-
-def submit(conn, **request):
-    return jobs.create_job(conn, GenerateRequest.from_dict(request))
-
-
-def generate(conn, url, name, n, **fields):
-    created = submit(conn, name=name, num_samples=n, **fields)
-    result = run_job(url, created["job_id"])
-    return created["dataset_id"], result
-
-
-def expand(conn, url, dataset_id, n, **fields):
-    created = submit(conn, expand_dataset_id=dataset_id, num_samples=n, **fields)
-    return run_job(url, created["job_id"])
-
-
-def rows(conn, dataset_id, columns=DATA_COLUMNS, where=""):
-    with conn.transaction():
-        return conn.execute(f"SELECT {columns} FROM heimdall.measurement_features WHERE "
-                            f"dataset_id = %s {where} ORDER BY sample_index",
-                            (dataset_id,)).fetchall()
-
-
-def counts(conn, dataset_id):
-    """(num_samples, COUNT(*)) read in one statement, so from one snapshot."""
-    with conn.transaction():
-        return conn.execute(
-            "SELECT num_samples, (SELECT count(*) FROM heimdall.measurement_features f "
-            "WHERE f.dataset_id = d.id) FROM heimdall.synthetic_datasets d WHERE id = %s",
-            (dataset_id,)).fetchone()
-
-
-def table_sizes(conn):
-    with conn.transaction():
-        return conn.execute(
-            "SELECT (SELECT count(*) FROM heimdall.synthetic_datasets), "
-            "(SELECT count(*) FROM heimdall.generation_jobs), "
-            "(SELECT count(*) FROM heimdall.measurement_features)").fetchone()
 
 
 # ---- the operators' three cases ------------------------------------------------------------
@@ -274,13 +230,23 @@ def test_no_batch_commits_after_a_cancel_is_recorded(conn, db_url):
     assert [e["batch"] for e in result.events if e["type"] == "batch"][-1] >= 2
 
 
-def test_an_in_process_cancel_lets_no_later_batch_commit(conn, db_url):
+def test_an_in_process_cancel_lets_no_later_batch_commit(conn, db_url, monkeypatch):
     """The same with the in-process cancel (Ctrl-C in the CLI, the runner's cancel): once the
     event is set, no batch not yet committing commits. The loop is held in batch 1's event while
-    the second lane has batch 2 in flight: batch 2 rolls back."""
+    the second lane has batch 2 in flight: batch 2 rolls back. Batch 2 is held before its COPY
+    until the cancel is set (on a loaded machine it could otherwise reach its commit before the
+    loop reported batch 1: committing before the cancel, as it may)."""
     dataset_id, _ = generate(conn, db_url, "late-batch", 5, seed=12)
     created = submit(conn, expand_dataset_id=dataset_id, num_samples=5000, batch_size=1000)
     cancel = threading.Event()
+    real_commit = pipeline.commit_batch
+
+    def held_until_the_cancel(conn, packed, counters, previous, stop):
+        if previous is not None:  # every batch after the first of the run
+            assert cancel.wait(60), "the loop never reported batch 1"
+        return real_commit(conn, packed, counters, previous, stop)
+
+    monkeypatch.setattr(pipeline, "commit_batch", held_until_the_cancel)
 
     def cancel_at_batch_1(event):
         if event["type"] == "batch" and event["batch"] == 1:

@@ -11,8 +11,8 @@ import pytest
 
 from heimdall_synth.service.http.app import create_app
 from heimdall_synth.service.http.server import UnsafeBindError, check_bind, is_loopback, serve
-from tests.test_http_helpers import (  # noqa: F401 - fixtures
-    Client, api, db_state, server, start_server)
+from tests.helpers import db_state
+from tests.http_client import Client, start_server
 
 NIL = "00000000-0000-7000-8000-000000000000"
 OK = {"name": "fresh", "num_samples": 5}

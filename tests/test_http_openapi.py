@@ -7,7 +7,6 @@ import re
 
 from heimdall_synth.kernel.defaults import PARAMETERS
 from heimdall_synth.service.engine.request import GenerateRequest
-from tests.test_http_helpers import api, server  # noqa: F401 - fixtures
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

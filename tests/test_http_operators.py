@@ -4,17 +4,37 @@ log lines operators grep for, and a strict expansion that stops with a reason a 
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
 
-from tests.test_http_helpers import (  # noqa: F401 - fixtures
-    api, counts, heimdall_log, server)
+from tests.helpers import url_counts
 
 BASE_REQUEST = {"name": "test-expansion-base", "description": "Base dataset for expansion test",
                 "num_samples": 5, "frequency_mhz": 145.0, "tx_power_dbm": 5.0, "min_snr_db": 3.0,
                 "min_receivers": 3, "max_gdop": 150, "dataset_type": "feature_based",
                 "use_random_receivers": False, "use_gpu": False}
+
+
+@pytest.fixture
+def heimdall_log():
+    """Records of the 'heimdall' loggers (DEBUG and up) while the test runs."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("heimdall")
+    handler, level = Keep(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def expansion_request(dataset_id, n):
@@ -78,7 +98,7 @@ def test_operator_expansion_over_http(api, db_url, heimdall_log, n):
     listed = {d["id"]: d for d in api.get("/datasets").json["datasets"]}
     assert (listed[dataset_id]["num_samples"], listed[dataset_id]["actual_count"]) == (total,
                                                                                         total)
-    assert counts(db_url, dataset_id) == (total, total)
+    assert url_counts(db_url, dataset_id) == (total, total)
     # name/description of an expansion describe the request, not the dataset (docs/API.md)
     assert (ds["name"], ds["description"]) == ("test-expansion-base",
                                                 "Base dataset for expansion test")
@@ -121,6 +141,6 @@ def test_strict_expansion_stops_with_a_clear_reason(api, db_url):
     again = api.job(created["job_id"])
     assert {k: again[k] for k in job} == job  # the final event IS the job's record
     n = 5 + job["generated"]
-    assert counts(db_url, base["dataset_id"]) == (n, n)
+    assert url_counts(db_url, base["dataset_id"]) == (n, n)
     ds = api.get(f"/datasets/{base['dataset_id']}").json
     assert (ds["num_samples"], ds["actual_count"]) == (n, n)

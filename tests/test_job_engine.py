@@ -469,3 +469,74 @@ class socket_port:
 
     def __exit__(self, *exc):
         self.sock.close()
+
+
+# ---- one runner, two doors ---------------------------------------------------------------------
+
+def test_both_doors_run_jobs_through_the_one_runner():
+    """The CLI and the HTTP service never call the generation loop themselves: both create,
+    resume and cancel through engine.runner.JobRunner."""
+    for door in ("cli", "http"):
+        text = "\n".join(p.read_text() for p in (ROOT / "service" / door).rglob("*.py"))
+        assert "run_job" not in text, door
+        assert "JobRunner" in text and "runner.create(" in text and "runner.resume(" in text, door
+
+
+def test_queued_has_one_meaning_and_one_message(conn, db_url):
+    """A job waiting behind another on its dataset is 'queued', with the same message whether
+    it waits in its runner's line or, from another process's runner, on the dataset's lock."""
+    from heimdall_synth.service.engine.runner import JobRunner
+    base = submit(conn, name="queue", num_samples=5)
+    run_job(db_url, base["job_id"])
+    first_runner, second_runner = JobRunner(db_url, workers=2), JobRunner(db_url, workers=1)
+    try:
+        def expansion(runner):
+            created, entry = runner.create(conn, GenerateRequest.from_dict(
+                {"expand_dataset_id": base["dataset_id"], "num_samples": 5_000_000}))
+            return created["job_id"], entry
+
+        running, _ = expansion(first_runner)
+        deadline = time.monotonic() + 60
+        while jobs.get_job(conn, running)["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        in_line, _ = expansion(first_runner)         # behind it in the same runner
+        elsewhere, entry = expansion(second_runner)  # another runner: waits on the lock
+        expected = states.queued_message(running)
+        for job_id in (in_line, elsewhere):
+            while jobs.get_job(conn, job_id)["status"] != "queued":
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert jobs.get_job(conn, job_id)["progress_message"] == expected
+    finally:
+        first_runner.close()
+        second_runner.close()
+    statuses = {j["id"]: j["status"] for j in jobs.list_jobs(conn)}
+    assert statuses[uuid.UUID(running)] == statuses[uuid.UUID(in_line)] == "interrupted"
+    assert statuses[uuid.UUID(elsewhere)] == "interrupted"
+
+
+def test_a_runner_that_reconnects_takes_its_owner_locks_again(conn, db_url):
+    """The runner's connection holds the owner locks of the jobs waiting in it; a reconnect
+    silently dropped them, so a job still waiting there was then taken for an orphan."""
+    from heimdall_synth.service.engine.runner import JobRunner
+    runner = JobRunner(db_url, workers=1)
+    try:
+        request = GenerateRequest.from_dict
+        running, _ = runner.create(conn, request({"name": "busy", "num_samples": 5_000_000}))
+        waiting, _ = runner.create(conn, request({"name": "waiting", "num_samples": 10}))
+        with conn.transaction():
+            conn.execute("SELECT pg_terminate_backend(%s)", (runner._owner.info.backend_pid,))
+        deadline = time.monotonic() + 30
+        while not runner._owner.closed and not runner._owner.broken:
+            try:
+                runner._owner.execute("SELECT 1")
+            except psycopg.Error:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        runner.create(conn, request({"name": "third", "num_samples": 10}))  # reconnects
+        assert jobs.recover_interrupted(conn) == []
+        assert jobs.get_job(conn, waiting["job_id"])["status"] == "pending"
+    finally:
+        runner.close()

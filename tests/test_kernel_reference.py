@@ -5,10 +5,8 @@ import pytest
 
 from heimdall_synth.kernel import (RX_FIELDS, SCALAR_FIELDS, GenerationConfig, reference, run_attempts)
 from heimdall_synth.kernel.layout import R_SNR
+from tests.helpers import WIDE_AREA
 
-WIDE_AREA = {"frequency_mhz": 50.0, "use_random_receivers": True, "noise_floor_dbm": -150.0,
-             "area_lat_min": 36.0, "area_lat_max": 60.0, "area_lon_min": -10.0,
-             "area_lon_max": 30.0}
 CASES = [  # (id, config, attempts): all model terms on unless stated; 110,000 attempts in all
     ("fixed-network", {}, 40_000),
     ("random-hexagonal", {"use_random_receivers": True}, 30_000),

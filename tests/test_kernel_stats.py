@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from heimdall_synth.kernel import GenerationConfig, run_attempts
-from tests.test_kernel_reference import WIDE_AREA
+from tests.helpers import WIDE_AREA
 
 N = 200_000
 

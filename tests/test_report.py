@@ -25,9 +25,8 @@ from heimdall_synth.service.storage.migrations import upgrade
 from heimdall_synth.service.report import PLOT_NAMES, PLOTS, plots, queries
 from heimdall_synth.service.report.render import figures, render_png, write_report
 from heimdall_synth.service.engine.request import GenerateRequest, NotFoundError
-from tests.conftest import new_database
-from tests.test_cli import cli
-from tests.test_http_helpers import API, Client, start_server
+from tests.helpers import cli, new_database
+from tests.http_client import API, Client, start_server
 
 HOSTILE_NAME = 'empty <b>bold</b> & "quoted"'
 WIDTH, HEIGHT = (int(v * plots.DPI) for v in plots.FIGSIZE_IN)

@@ -19,7 +19,8 @@ from heimdall_synth.service.cli.output import (Progress, emit_json, fail, print_
 from heimdall_synth.service.engine.request import GenerateRequest
 from heimdall_synth.service.storage.datasets import find_dataset, list_datasets, validate_dataset
 from heimdall_synth.service.storage.ids import uuid_of
-from heimdall_synth.service.storage.jobs import get_job, list_jobs, recover_interrupted, request_cancel
+from heimdall_synth.service.storage.jobs import (get_job, list_jobs, recover_interrupted,
+                                                request_cancel)
 
 @contextmanager
 def _database(args):
@@ -129,8 +130,12 @@ def cmd_cancel(args) -> int:
     if args.json:
         emit_json(job)
     else:
-        print(f"cancel requested for job {job_id} ({job['status']}); it stops after its "
-              "current batch")
+        count = job["cancel_recorded_at_count"]
+        if job["status"] == "cancelled":
+            print(f"job {job_id} is cancelled; its dataset holds {count:,} samples")
+        else:
+            print(f"cancel recorded for job {job_id} ({job['status']}) with {count:,} samples "
+                  "in its dataset: no further batch commits, and it stops at once")
     return 0
 
 

@@ -46,7 +46,7 @@ def table(headers, rows) -> None:
 
 
 class Progress:
-    """Draws run_job's events: a one-line bar on a terminal, plain lines otherwise.
+    """Draws a job's events: a one-line bar on a terminal, plain lines otherwise.
 
     The rate (and so the ETA) is measured from the first committed batch on: what came before
     it (the kernel's compilation on a first run, the pipeline filling) says nothing about the

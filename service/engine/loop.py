@@ -103,7 +103,7 @@ def run_job(url: str, job_id, *, threads: int | None = None,
             emit({"type": "status", "status": "queued", "job_id": job_id, "message": message})
             while not locks.try_exclusive(lock_conn, writer_key):
                 if cancel.is_set() or _cancel_requested(conn, job_id):
-                    return _finish_unstarted(conn, job, t0, emit)
+                    return _finish_unstarted(conn, job, t0, emit, cancel)
                 time.sleep(QUEUE_POLL_S)
         return _run_locked(url, conn, lock_conn.info.backend_pid, job_id, threads, cancel,
                            emit, t0)
@@ -147,14 +147,20 @@ def _load_job(conn, job_id: str) -> dict:
         return dict(zip([c.name for c in cur.description], row))
 
 
-def _finish_unstarted(conn, job, t0, emit) -> JobResult:
-    """A job cancelled before it ran a batch (while pending or queued)."""
-    message = f"Cancelled before it started; {job['generated']:,} samples were generated."
+def _finish_unstarted(conn, job, t0, emit, cancel=None) -> JobResult:
+    """A job stopped before it ran a batch (while pending or queued): cancelled, or
+    interrupted when its service is shutting down (``StopRequest``)."""
+    status = _event_reason(cancel) if cancel is not None and cancel.is_set() else "cancelled"
+    if status == "cancelled":
+        message = f"Cancelled before it started; {job['generated']:,} samples were generated."
+    else:
+        message = ("Its service stopped before it started; resume it to reach the original "
+                   "target.")
     with conn.transaction():
-        states.transition(conn, job["id"], "cancelled", expect=("pending", "queued"),
-                          stopped_reason="cancelled", stop_message=message,
+        states.transition(conn, job["id"], status, expect=("pending", "queued"),
+                          stopped_reason=status, stop_message=message,
                           progress_message=message)
-    result = JobResult(str(job["id"]), "cancelled", "cancelled", job["requested"],
+    result = JobResult(str(job["id"]), status, status, job["requested"],
                        job["generated"], job["attempted"], job["samples_offset"] or 0, -1,
                        job["rejections"], message, "none", time.perf_counter() - t0, emit.kept)
     emit({"type": "final", **_result_event(result)})
@@ -184,7 +190,7 @@ def _committed_rejections(conn, job_id, fallback: dict) -> dict:
 def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobResult:
     job = _load_job(conn, job_id)
     if job["status"] == "cancelled" or job["cancel_requested"] or cancel.is_set():
-        return _finish_unstarted(conn, job, t0, emit)
+        return _finish_unstarted(conn, job, t0, emit, cancel)
     spec = job["config"]
     cfg = GenerationConfig.from_dict(spec["config"])
     seed, options = int(spec["seed"]), spec["options"]

@@ -213,7 +213,8 @@ class Lane:
 
     def __init__(self, url: str, number: int):
         self.conn = connect(url)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"heimdall-ingest-{number}")
+        self.pool = ThreadPoolExecutor(max_workers=1,
+                                       thread_name_prefix=f"heimdall-ingest-{number}")
 
     def submit(self, packed, counters, previous, stop: JobStop):
         return self.pool.submit(commit_batch, self.conn, packed, counters, previous, stop)

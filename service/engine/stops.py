@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import psycopg
 
 ADVICE = {
-    "tx_off": "the transmitter is off in 0-20 % of attempts by design (duty cycle); nothing to relax",
-    "min_receivers": "lower min_receivers (now {min_receivers}) or min_snr_db (now {min_snr_db:g} dB), "
-                     "or raise tx_power_dbm",
+    "tx_off": "the transmitter is off in 0-20 % of attempts by design (duty cycle); "
+              "nothing to relax",
+    "min_receivers": "lower min_receivers (now {min_receivers}) or min_snr_db "
+                     "(now {min_snr_db:g} dB), or raise tx_power_dbm",
     "min_snr": "lower min_snr_db (now {min_snr_db:g} dB)",
     "gdop": "raise max_gdop (now {max_gdop:g}) or use a network that surrounds the area",
     "crb": "raise max_crb_m (now {max_crb_m}) or remove it",
@@ -56,7 +57,8 @@ def stop_message(reason: str, generated: int, requested: int, attempted: int, re
         "failed": "an error stopped it",
         "interrupted": "its process stopped (resume it to reach the original target)",
     }[reason]
-    text = f"Stopped with {generated:,} of {requested:,} samples after {attempted:,} attempts: {why}."
+    text = (f"Stopped with {generated:,} of {requested:,} samples after {attempted:,} "
+            f"attempts: {why}.")
     rejected = {k: v for k, v in rejections.items() if v}
     if rejected and reason in ("max_attempts", "stalled"):
         top = max(rejected, key=rejected.get)

@@ -23,102 +23,20 @@ padding: -1 for integers (rx_id), NaN for floats, false for booleans (signal_pre
 from __future__ import annotations
 
 from contextlib import closing
-from dataclasses import dataclass
 from typing import Iterator
 
-import numpy as np
 import psycopg
 from psycopg import sql
-from psycopg.adapt import Loader
-from psycopg.pq import Format
 
+from heimdall_synth.service.engine.request import NotFoundError
+from heimdall_synth.service.export.columns import (ARRAY_OIDS, Chunk, ExportError, Layout,
+                                                   RawArray, table_columns)
 from heimdall_synth.service.storage.database import connect
-from heimdall_synth.service.engine.request import ConflictError, NotFoundError
 
 CHUNK_ROWS = 16_384
-# 2000-01-01 (PostgreSQL's epoch) in Unix microseconds; copy_rows.PG_EPOCH is the same instant,
-# not imported: copy_rows loads Numba, which an export does not need.
-PG_EPOCH_US = 946_684_800_000_000
-_NIL_UUID = "00000000-0000-0000-0000-000000000000"
-
-
-class ExportError(ConflictError):
-    """A stored row the export cannot represent (a NULL value, receiver arrays of different
-    lengths): HTTP 409 / CLI exit 4, naming the column."""
-
-    def __init__(self, message: str, column: str | None = None):
-        super().__init__(message, [column] if column else [], code="not_exportable")
-
-
-# ----------------------------------------------------------------------------- columns
-
-# PostgreSQL type -> (wire dtype in binary COPY, exported dtype, array padding as SQL).
-_TYPES = {
-    "int2": (">i2", np.int16, "-1"), "int4": (">i4", np.int32, "-1"),
-    "int8": (">i8", np.int64, "-1"), "float4": (">f4", np.float32, "'NaN'"),
-    "float8": (">f8", np.float64, "'NaN'"), "bool": ("u1", np.bool_, "false"),
-    "uuid": (("u1", (16,)), np.dtype("U36"), None),
-    "timestamptz": (">i8", np.dtype("datetime64[us]"), None),
-}
-# The built-in types' OIDs (fixed in PostgreSQL's catalog), checked in every array's header.
-_OIDS = {"int2": 21, "int4": 23, "int8": 20, "float4": 700, "float8": 701, "bool": 16,
-         "uuid": 2950, "timestamptz": 1184}
-_ARRAY_OIDS = (1005, 1007, 1016, 1021, 1022, 1000, 2951, 1185)  # the same types' arrays
-
-
-@dataclass(frozen=True)
-class Column:
-    """An exported column: its name, its (element) type, whether it is per receiver."""
-
-    name: str
-    pg_type: str
-    element_oid: int | None  # arrays: the element type's OID, checked on every row
-
-    @property
-    def per_receiver(self) -> bool:
-        return self.element_oid is not None
-
-    @property
-    def wire(self):
-        return _TYPES[self.pg_type][0]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(_TYPES[self.pg_type][1])
-
-
-def table_columns(conn) -> list[Column]:
-    """The exported columns: the table's, in order, without dataset_id."""
-    rows = conn.execute(
-        "SELECT a.attname, t.typname, e.typname, e.oid FROM pg_attribute a "
-        "JOIN pg_type t ON t.oid = a.atttypid "
-        "LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' "
-        "WHERE a.attrelid = 'heimdall.measurement_features'::regclass AND a.attnum > 0 "
-        "AND NOT a.attisdropped ORDER BY a.attnum").fetchall()
-    columns = []
-    for name, typname, element, element_oid in rows:
-        if name == "dataset_id":
-            continue
-        pg_type = element or typname
-        if pg_type not in _TYPES or (element and _TYPES[pg_type][2] is None):
-            raise ExportError(f"column {name} has type {typname}, which the export does not "
-                              "support", name)
-        columns.append(Column(name, pg_type, element_oid))
-    return columns
 
 
 # ----------------------------------------------------------------------------- the snapshot
-
-@dataclass
-class Chunk:
-    """Rows [start, start + rows) of the export: name -> array (N x R for per-receiver
-    columns; UUIDs as (rows, 16) bytes), plus a NULL mask for each UUID column."""
-
-    start: int
-    rows: int
-    values: dict
-    nulls: dict
-
 
 class Snapshot:
     """One dataset, read from one REPEATABLE READ snapshot on a connection of its own.
@@ -144,7 +62,7 @@ class Snapshot:
             self.slots = int(most or 0)
             if self.rows and not self.slots:
                 raise ExportError("the dataset's rows have no receivers", "rx_id")
-            self._layout = _Layout(self.columns, self.slots, padded=fewest != most)
+            self._layout = Layout(self.columns, self.slots, padded=fewest != most)
         except BaseException:
             self.close()
             raise
@@ -210,8 +128,8 @@ class Snapshot:
             want = min(chunk_rows, self.rows - done)
             try:
                 with self.conn.transaction(), self.conn.cursor(binary=True) as cur:
-                    for oid in _ARRAY_OIDS:
-                        cur.adapters.register_loader(oid, _RawArray)
+                    for oid in ARRAY_OIDS:
+                        cur.adapters.register_loader(oid, RawArray)
                     cur.execute(layout.statement(self.dataset_id, last, want))
                     arrays = dict(zip(layout.names, cur.fetchone()))
             except psycopg.Error as exc:  # rolled back to the savepoint: same snapshot
@@ -337,110 +255,3 @@ def _find_dataset(conn, ref: str, field: str, by_name: bool):
         raise NotFoundError(f"no dataset with {what} {ref!r}", field=field)
     names = [c.name for c in cur.description][1:]
     return dict(zip(names, row[1:])), row[0]
-
-
-class _RawArray(Loader):
-    """A binary array result as its bytes, for NumPy to decode (psycopg's own array loader
-    makes a Python object per element). Copied: the result's memory is freed with it."""
-
-    format = Format.BINARY
-
-    def load(self, data) -> bytes:
-        return bytes(data)
-
-
-class _Layout:
-    """The query that reads one chunk as ONE row of arrays, and the vectorised decoder and
-    checker of such a row.
-
-    Each column comes as ``array_agg(column ORDER BY sample_index)`` in binary, taken as its
-    raw bytes (``_RawArray``): a PostgreSQL binary array (int32 ndim, int32 has-NULL flag,
-    int32 element OID, per dimension int32 size and lower bound, then per element an int32
-    length and the big-endian value). Per-receiver columns arrive with R slots each, so their
-    aggregate is a 2-D (rows x R) array. With fixed-width elements and no NULL, the elements
-    are a strided NumPy view: the header is compared whole, every length field at once, and
-    the values are one ``astype``. When some rows have fewer receivers (``padded``) the query
-    appends R - k padding elements to each array, k being the row's count of the first
-    per-receiver column (rx_id). A NULL array, or one of another length than k (or not 1-D),
-    makes array_agg fail (its rows would not stack into rows x R): padding never hides a
-    ragged row. A NULL value or element sets the has-NULL flag. Either way the reader then
-    asks the server which row and column it is.
-    """
-
-    def __init__(self, columns: list[Column], slots: int, padded: bool):
-        self.columns, self.slots = columns, slots
-        self.names, self.wires, aggregates = [], {}, []
-        receivers = sql.Identifier(next(c.name for c in columns if c.per_receiver))
-
-        def add(name, wire, oid, expr):
-            self.names.append(name)
-            self.wires[name] = (np.dtype(wire), oid)
-            aggregates.append(sql.SQL("array_agg({} ORDER BY sample_index)")
-                              .format(expr))
-
-        for c in columns:
-            ident = sql.Identifier(c.name)
-            if c.pg_type == "uuid":  # may be NULL (job_id of rows COPYed without a job)
-                add(c.name, c.wire, _OIDS[c.pg_type], sql.SQL("coalesce({}, {}::uuid)").format(
-                    ident, sql.Literal(_NIL_UUID)))
-                add(f"{c.name}__isnull", "u1", _OIDS["bool"],
-                    sql.SQL("{} IS NULL").format(ident))
-            elif not c.per_receiver:
-                add(c.name, c.wire, _OIDS[c.pg_type], ident)
-            else:
-                whole = ident
-                if padded:
-                    whole = sql.SQL("{0} || array_fill({1}, ARRAY[{2} - f.__receivers])").format(
-                        ident, sql.SQL(f"{_TYPES[c.pg_type][2]}::{c.pg_type}"),
-                        sql.Literal(slots))
-                add(c.name, c.wire, c.element_oid, whole)
-        self.select = sql.SQL(", ").join(aggregates)
-        self.extra = (sql.SQL(", cardinality({}) AS __receivers").format(receivers) if padded
-                      else sql.SQL(""))
-        self.per_receiver = {c.name for c in columns if c.per_receiver}
-
-    def statement(self, dataset_id, after: int, limit: int) -> sql.Composed:
-        """The ``limit`` rows after sample_index ``after``, in order, as one row of arrays."""
-        return sql.SQL(
-            "SELECT {select} FROM (SELECT *{extra} FROM heimdall.measurement_features "
-            "WHERE dataset_id = {dataset} AND sample_index > {after} ORDER BY sample_index "
-            "LIMIT {limit}) f").format(
-                select=self.select, extra=self.extra, dataset=sql.Literal(dataset_id),
-                after=sql.Literal(after), limit=sql.Literal(limit))
-
-    def _shape(self, name: str, rows: int) -> tuple:
-        return (rows, self.slots) if name in self.per_receiver else (rows,)
-
-    def _array(self, name: str, array: bytes | None, rows: int, last: int) -> np.ndarray:
-        """The values of one column's binary array, every framing field checked at once."""
-        wire, oid = self.wires[name]
-        shape = self._shape(name, rows)
-        header = np.array([len(shape), 0, oid] + [v for n in shape for v in (n, 1)], ">i4")
-        offset = 4 * len(header)
-        if (array is None or len(array) != offset + int(np.prod(shape)) * (4 + wire.itemsize)
-                or array[:offset] != header.tobytes()):
-            raise ExportError(f"unexpected data for column {name.split('__')[0]} in the "
-                              f"chunk after sample_index {last}", name.split("__")[0])
-        elements = np.frombuffer(array, [("len", ">i4"), ("value", wire)], offset=offset)
-        if not (elements["len"] == wire.itemsize).all():
-            raise ExportError(f"unexpected element lengths in column {name.split('__')[0]} in "
-                              f"the chunk after sample_index {last}", name.split("__")[0])
-        return elements["value"].reshape(shape + wire.shape)
-
-    def decode(self, arrays: dict, want: int, start: int, last: int) -> Chunk:
-        """One chunk's row of arrays, ``want`` rows expected."""
-        index = self._array("sample_index", arrays["sample_index"], want, last)
-        if want > 1 and not (np.diff(index) > 0).all():
-            raise ExportError(f"the rows after sample_index {last} came out of order")
-        values, nulls = {}, {}
-        for c in self.columns:
-            v = self._array(c.name, arrays[c.name], want, last)
-            if c.pg_type == "uuid":
-                values[c.name] = np.ascontiguousarray(v)
-                nulls[c.name] = self._array(f"{c.name}__isnull", arrays[f"{c.name}__isnull"],
-                                            want, last).view(bool).copy()
-            elif c.pg_type == "timestamptz":
-                values[c.name] = (v.astype(np.int64) + PG_EPOCH_US).astype(c.dtype)
-            else:
-                values[c.name] = v.astype(c.dtype)
-        return Chunk(start, want, values, nulls)

@@ -1,6 +1,6 @@
 """Export a dataset for training: Parquet or NPZ, in bounded memory, from one snapshot.
 
-The rows come from ``service.export_reader.Snapshot`` (one REPEATABLE READ snapshot, chunks
+The rows come from ``export.reader.Snapshot`` (one REPEATABLE READ snapshot, chunks
 of ``CHUNK_ROWS`` decoded with NumPy). Per-receiver columns are N x R with padding (-1, NaN,
 false); UUIDs are UUIDs in Parquet and 36-character text in NPZ ('' for NULL); created_at is
 microseconds, UTC. Every file carries the dataset's id, name, configuration and the export
@@ -35,7 +35,8 @@ import numpy as np
 
 from heimdall_synth.kernel.config import ConfigError
 
-from heimdall_synth.service.export.reader import CHUNK_ROWS, Chunk, Column, ExportError, Snapshot
+from heimdall_synth.service.export.columns import Chunk, Column, ExportError
+from heimdall_synth.service.export.reader import CHUNK_ROWS, Snapshot
 from heimdall_synth.service.engine.request import ConflictError
 
 __all__ = ["CHUNK_ROWS", "DEFAULT_FORMAT", "ExportError", "FORMATS", "Format", "NpzSpool",

@@ -5,8 +5,9 @@
 * the database: ``config["DATABASE_URL"]``, else ``open_database()`` ($DATABASE_URL, else the
   embedded PostgreSQL); migrations are applied and jobs left running by a dead process are
   marked ``interrupted`` (``jobs.recover_interrupted``) before the app is returned;
-* the background job pool (``service.api.runner.JobRunner``, ``JOB_WORKERS`` threads);
-* the blueprints (one per resource, ``service.api``);
+* the job runner (``engine.runner.JobRunner``, ``JOB_WORKERS`` workers) and the request
+  connection pools (``common.open_pools``);
+* the blueprints (one per resource: ``*_routes``, the report, the dashboard);
 * ONE error handler turning every exception into ``{"error": code, "message": text,
   "field": name?}`` (409s add ``"fields"``); a 500 never shows a traceback;
 * bearer-token auth for state-changing requests when a token is configured.

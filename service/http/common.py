@@ -2,7 +2,7 @@
 
 Blueprints: ``meta`` (/api/health, /api/openapi.json), ``jobs`` (/generate and /jobs...),
 ``datasets`` (/datasets...), all but meta under ``/api/training/synthetic``. Views raise; the
-app's one error handler (``service.app``) turns every exception into the JSON error body.
+app's one error handler (``http.app.handle_error``) turns every exception into the JSON error body.
 
 Nothing here imports the Numba kernel at import time: the generation loop is imported when a
 job first runs (Numba's OpenMP layer forbids forking after a kernel ran; the app never forks,

@@ -8,7 +8,7 @@ streams wait for its next reading. So a hundred open streams cost one connection
 small queries a second, not a hundred of each (docs/API.md, "Capacity").
 
 Each open stream holds one of the WSGI server's threads for its whole life (waitress has no
-other way to stream). ``MAX_EVENT_STREAMS`` in the app's config (``service.server`` sets it
+other way to stream). ``MAX_EVENT_STREAMS`` in the app's config (``http.server`` sets it
 below its thread count) caps them, so that threads always stay free for other requests; a
 stream asked for beyond the cap is refused at once with 503 ``too_many_streams`` and a
 ``Retry-After`` header, before anything is sent.

@@ -30,7 +30,7 @@ _SLOTS_LOCK = threading.Lock()
 def take_export_slot() -> Callable[[], None]:
     """One of the app's ``MAX_EXPORTS`` export slots, or 503 ``too_many_exports`` at once.
 
-    A download is sent after the request's own slot is given back (service.server.RequestSlots)
+    A download is sent after the request's own connection is given back (common.get_db)
     and holds its thread and its snapshot's connection for as long as the client reads, so
     exports have their own cap: without it enough slow downloads would take every thread and
     every connection the server has. Returns the release (safe to call more than once)."""

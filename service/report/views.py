@@ -5,7 +5,7 @@
   422 for an id that is not a UUID or a query parameter (none are taken).
 * ``GET /datasets/<dataset_id>/report``: the dataset's metadata, counts, quality aggregates,
   jobs and the plots (served by the route above). Not part of the API; errors are still the
-  one JSON error body of ``service.app``.
+  one JSON error body of ``http.app``.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ def create_job(conn, request: GenerateRequest, job_id=None) -> dict:
                 "request": plain(request.given)}
         conn.execute(
             "INSERT INTO heimdall.generation_jobs (id, dataset_id, kind, status, config, "
-            "requested, overrides, progress_message) VALUES (%s, %s, %s, 'pending', %s, %s, %s, %s)",
+            "requested, overrides, progress_message) "
+            "VALUES (%s, %s, %s, 'pending', %s, %s, %s, %s)",
             (job_id, dataset_id, kind, Jsonb(spec), request.num_samples, Jsonb(overrides),
              f"{count:,} / {count + request.num_samples:,}"
              + (f" (continued from {count:,})" if count else "")))

@@ -1,12 +1,12 @@
-"""What the HTTP tests share: a real waitress server on a free port (in a thread, or as a
-subprocess started the spawn-safe way), a tiny HTTP client on http.client, an SSE reader, and
-database probes. No test lives here; the other test_http_* modules import from it."""
+"""The HTTP tests' client and servers: a tiny HTTP client on http.client, an SSE reader, and
+a real waitress server on a free port (in a thread of this process, or as a subprocess started
+the spawn-safe way). No test and no fixture lives here: the fixtures ``server`` and ``api`` are
+in tests/conftest.py, the database probes in tests/helpers.py."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import logging
 import os
 import signal
 import socket
@@ -16,15 +16,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg
-import pytest
-
 from heimdall_synth.service.http.app import create_app
 from heimdall_synth.service.http.server import ServerThread
+from tests.helpers import ROOT
 
 API = "/api/training/synthetic"
-ROOT = Path(__file__).resolve().parent.parent
-from tests.test_generation import DATA_COLUMNS  # noqa: E402,F401 - shared with the HTTP tests
 TERMINAL = ("completed", "failed", "cancelled", "interrupted")
 
 
@@ -149,44 +145,10 @@ def read_sse(resp, limit: int | None = None) -> list[tuple[float, str, dict]]:
 
 # ---- servers
 
-@pytest.fixture
-def heimdall_log():
-    """Records of the 'heimdall' loggers (DEBUG and up) while the test runs."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    logger = logging.getLogger("heimdall")
-    handler, level = Keep(logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
 def start_server(db_url, **config) -> ServerThread:
     """The production server (its thread and stream limits) in a thread of this process."""
     app = create_app({"DATABASE_URL": db_url, "JOB_WORKERS": 2, "API_TOKEN": None, **config})
     return ServerThread(app, "127.0.0.1", 0).start()
-
-
-@pytest.fixture
-def server(db_url):
-    srv = start_server(db_url)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def api(server):
-    return Client(server.url)
 
 
 def free_port() -> int:
@@ -233,54 +195,3 @@ class ServerProcess:
         code = self.proc.wait(30)
         self._log.close()
         return code
-
-
-# ---- database probes
-
-def table_sizes(db_url) -> tuple:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT (SELECT count(*) FROM heimdall.synthetic_datasets), "
-            "(SELECT count(*) FROM heimdall.generation_jobs), "
-            "(SELECT count(*) FROM heimdall.measurement_features)").fetchone()
-
-
-def db_state(db_url) -> tuple:
-    """Row counts of the three tables and the datasets' and jobs' rows, to prove a refused
-    request changed nothing."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        datasets = conn.execute("SELECT id, name, description, num_samples, next_attempt_index, "
-                                "updated_at FROM heimdall.synthetic_datasets ORDER BY id").fetchall()
-        jobs = conn.execute("SELECT id, status, generated, attempted, cancel_requested FROM "
-                            "heimdall.generation_jobs ORDER BY id").fetchall()
-    return table_sizes(db_url), datasets, jobs
-
-
-def counts(db_url, dataset_id) -> tuple:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT num_samples, (SELECT count(*) FROM heimdall.measurement_features f "
-            "WHERE f.dataset_id = d.id) FROM heimdall.synthetic_datasets d WHERE id = %s",
-            (dataset_id,)).fetchone()
-
-
-def row_digests(db_url, dataset_id) -> list[tuple]:
-    """(sample_index, md5 of every data column) ordered by sample_index: comparing these lists
-    compares every data column of every row (text output of floats is exact)."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return conn.execute(
-            f"SELECT sample_index, md5(ROW({DATA_COLUMNS})::text) FROM "
-            "heimdall.measurement_features WHERE dataset_id = %s ORDER BY sample_index",
-            (dataset_id,)).fetchall()
-
-
-def wait_for_locks_released(db_url, timeout=20) -> None:
-    """Until no session holds a heimdall advisory lock (a killed process's backends exit when
-    PostgreSQL notices the closed socket)."""
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
-                           "database = (SELECT oid FROM pg_database WHERE datname = "
-                           "current_database())").fetchone()[0]:
-            assert time.monotonic() < deadline, "advisory locks were not released"
-            time.sleep(0.05)

@@ -1,0 +1,203 @@
+"""What the test modules share that is not a fixture: databases and their probes, jobs run in
+this process, the CLI in a subprocess, a kernel configuration, and the soaks' figures.
+
+No test lives here, and no fixture: the shared fixtures are in tests/conftest.py, the HTTP
+client and servers in tests/http_client.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from heimdall_synth.service.engine.loop import run_job
+from heimdall_synth.service.engine.request import GenerateRequest
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage.database import with_dbname
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- databases -------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def new_database(pg_server_url: str, purpose: str = "test"):
+    """URL of a new, empty database on the session's server, dropped on leaving."""
+    name = f"heimdall_{purpose}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_dbname(pg_server_url, name)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---- rows and counts, on a connection (autocommit off) ---------------------------------------
+
+DATA_COLUMNS = (
+    "sample_index, attempt_index, tx_latitude, tx_longitude, tx_altitude_m, tx_power_dbm, "
+    "frequency_hz, tx_known, num_receivers_in_sample, num_receivers_detected, mean_snr_db, gdop, "
+    "hdop, crb_m, overall_confidence, rx_id, rx_lat, rx_lon, rx_alt_m, distance_km, "
+    "signal_present, rssi_dbm, snr_db, rssi_std_db, rssi_min_dbm, rssi_max_dbm, noise_floor_dbm, "
+    "psd_dbm_per_hz, freq_offset_hz")
+
+
+def rows(conn, dataset_id, columns=DATA_COLUMNS, where=""):
+    with conn.transaction():
+        return conn.execute(f"SELECT {columns} FROM heimdall.measurement_features WHERE "
+                            f"dataset_id = %s {where} ORDER BY sample_index",
+                            (dataset_id,)).fetchall()
+
+
+def counts(conn, dataset_id):
+    """(num_samples, COUNT(*)) read in one statement, so from one snapshot."""
+    with conn.transaction():
+        return conn.execute(
+            "SELECT num_samples, (SELECT count(*) FROM heimdall.measurement_features f "
+            "WHERE f.dataset_id = d.id) FROM heimdall.synthetic_datasets d WHERE id = %s",
+            (dataset_id,)).fetchone()
+
+
+def table_sizes(conn):
+    with conn.transaction():
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM heimdall.synthetic_datasets), "
+            "(SELECT count(*) FROM heimdall.generation_jobs), "
+            "(SELECT count(*) FROM heimdall.measurement_features)").fetchone()
+
+
+# ---- the same probes by URL (each opens its own autocommit connection) -----------------------
+
+def url_table_sizes(db_url) -> tuple:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM heimdall.synthetic_datasets), "
+            "(SELECT count(*) FROM heimdall.generation_jobs), "
+            "(SELECT count(*) FROM heimdall.measurement_features)").fetchone()
+
+
+def url_counts(db_url, dataset_id) -> tuple:
+    """(num_samples, COUNT(*)) of the dataset, from one snapshot; None when it does not exist."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT num_samples, (SELECT count(*) FROM heimdall.measurement_features f "
+            "WHERE f.dataset_id = d.id) FROM heimdall.synthetic_datasets d WHERE id = %s",
+            (dataset_id,)).fetchone()
+
+
+def db_state(db_url) -> tuple:
+    """Row counts of the three tables and the datasets' and jobs' rows, to prove a refused
+    request changed nothing."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        datasets = conn.execute("SELECT id, name, description, num_samples, next_attempt_index, "
+                                "updated_at FROM heimdall.synthetic_datasets ORDER BY id").fetchall()
+        jobs = conn.execute("SELECT id, status, generated, attempted, cancel_requested FROM "
+                            "heimdall.generation_jobs ORDER BY id").fetchall()
+    return url_table_sizes(db_url), datasets, jobs
+
+
+def row_digests(db_url, dataset_id) -> list[tuple]:
+    """(sample_index, md5 of every data column) ordered by sample_index: comparing these lists
+    compares every data column of every row (text output of floats is exact)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            f"SELECT sample_index, md5(ROW({DATA_COLUMNS})::text) FROM "
+            "heimdall.measurement_features WHERE dataset_id = %s ORDER BY sample_index",
+            (dataset_id,)).fetchall()
+
+
+def wait_for_locks_released(db_url, timeout=60) -> None:
+    """Until no session holds a heimdall advisory lock (a killed process's backends exit when
+    PostgreSQL notices the closed socket)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                           "database = (SELECT oid FROM pg_database WHERE datname = "
+                           "current_database())").fetchone()[0]:
+            assert time.monotonic() < deadline, "advisory locks were not released"
+            time.sleep(0.05)
+
+
+# ---- jobs run in this process ----------------------------------------------------------------
+
+def submit(conn, **request):
+    return jobs.create_job(conn, GenerateRequest.from_dict(request))
+
+
+def generate(conn, url, name, n, **fields):
+    created = submit(conn, name=name, num_samples=n, **fields)
+    result = run_job(url, created["job_id"])
+    return created["dataset_id"], result
+
+
+def expand(conn, url, dataset_id, n, **fields):
+    created = submit(conn, expand_dataset_id=dataset_id, num_samples=n, **fields)
+    return run_job(url, created["job_id"])
+
+
+# ---- the command line in a subprocess --------------------------------------------------------
+
+def cli(db_url, *args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run the CLI; ``db_url`` None means no DATABASE_URL (the embedded server)."""
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if db_url is not None:
+        environ["DATABASE_URL"] = db_url
+    environ.update(env or {})
+    return subprocess.run([sys.executable, "-m", "heimdall_synth.service.cli", *map(str, args)], cwd=ROOT,
+                          env=environ, capture_output=True, text=True, timeout=timeout)
+
+
+def cli_json(db_url, *args, rc=0, **kw):
+    res = cli(db_url, "--json", *args, **kw)
+    assert res.returncode == rc, res.stderr
+    return json.loads(res.stdout)
+
+
+def dataset_row(db_url, ref):
+    rows = cli_json(db_url, "datasets")["datasets"]
+    return next(r for r in rows if ref in (r["id"], r["name"]))
+
+
+# ---- the kernel ------------------------------------------------------------------------------
+
+#: The kernel reference's wide-area case (tests/test_kernel_reference.py), also used by the
+#: statistics tests (tests/test_kernel_stats.py).
+WIDE_AREA = {"frequency_mhz": 50.0, "use_random_receivers": True, "noise_floor_dbm": -150.0,
+             "area_lat_min": 36.0, "area_lat_max": 60.0, "area_lon_min": -10.0,
+             "area_lon_max": 30.0}
+
+
+# ---- the soaks' figures ----------------------------------------------------------------------
+
+#: When set, a folder: each soak writes its figures there as ``<key>.json`` (bench/soak.py
+#: sets it and renders them into docs/RELIABILITY.md). Tests never write tracked files.
+SOAK_RESULTS_ENV = "HEIMDALL_SYNTH_SOAK_RESULTS"
+
+
+def publish_soak_figures(key: str, figures: dict) -> Path | None:
+    """Print a soak's figures; when $HEIMDALL_SYNTH_SOAK_RESULTS names a folder, also write
+    them there as ``key``.json, with the date and the machine. Returns the file written."""
+    from bench.results import machine
+
+    result = {"soak": key, "date": dt.date.today().isoformat(), "cores": os.cpu_count(),
+              "machine": machine(), "figures": figures}
+    text = json.dumps(result, indent=1)
+    print(text)
+    folder = os.environ.get(SOAK_RESULTS_ENV)
+    if not folder:
+        return None
+    path = Path(folder) / f"{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(f"figures written to {path}")
+    return path
