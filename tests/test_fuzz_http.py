@@ -62,7 +62,7 @@ WORK_CAPS = {"num_samples": 20, "max_attempts": 400, "batch_size": 1000,
              "max_consecutive_rejections": 400}
 SAFE = ("GET", "HEAD", "OPTIONS")
 #: Examples per operation and mode: the CI run, and the slow run that writes RELIABILITY.md.
-CI_EXAMPLES, SLOW_EXAMPLES = 60, 600
+CI_EXAMPLES, SLOW_EXAMPLES = 45, 600
 
 
 # ---------------------------------------------------------------------------- database digest
@@ -393,7 +393,7 @@ def test_fuzz_the_api_from_its_openapi_document(db_url):
     tally, per_op = run_fuzz(db_url, CI_EXAMPLES)
     print(f"{tally.total} requests: {dict(tally.by_mode)}; statuses {dict(tally.status)}")
     assert tally.server_errors == 0 and tally.refused_changed_db == 0
-    assert tally.total >= 2000, tally.total
+    assert tally.total >= 1500, tally.total
     assert all(per_op.values()), per_op                   # every documented operation was hit
     assert tally.refusals_checked >= tally.total // 3     # most refusals proved harmless
     assert sum(n for s, n in tally.status.items() if 200 <= s < 300) >= 100

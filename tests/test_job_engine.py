@@ -26,12 +26,10 @@ from heimdall_synth.service.engine.request import ConflictError, GenerateRequest
 from heimdall_synth.service.http.serialize import job_json
 from heimdall_synth.service.storage import datasets, ids, jobs, locks
 from heimdall_synth.service.storage.database import stop_server
+from tests.helpers import submit
+from tests.http_client import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def submit(conn, **request):
-    return jobs.create_job(conn, GenerateRequest.from_dict(request))
 
 
 def dataset_counts(conn, dataset_id):
@@ -439,10 +437,8 @@ def test_sigterm_while_serve_starts_leaves_no_database_running(tmp_path):
     data_dir = tmp_path / "pgdata"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["HEIMDALL_SYNTH_DATA_DIR"] = str(data_dir)
-    with socket_port() as port:
-        pass
     proc = subprocess.Popen([sys.executable, "-m", "heimdall_synth.service.cli", "serve",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                             "--port", str(free_port())], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -456,19 +452,6 @@ def test_sigterm_while_serve_starts_leaves_no_database_running(tmp_path):
         if proc.poll() is None:
             proc.kill()
         stop_server(data_dir)
-
-
-class socket_port:
-    """A free loopback port (bound and released)."""
-
-    def __enter__(self):
-        import socket
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        return self.sock.getsockname()[1]
-
-    def __exit__(self, *exc):
-        self.sock.close()
 
 
 # ---- one runner, two doors ---------------------------------------------------------------------

@@ -242,36 +242,36 @@ class JobRunner:
 
     def _with_owner(self, work):
         """``work(conn)`` on the runner's own connection; its result, or None when the database
-        failed (the job row and ``run_job`` stay the source of truth). A lost connection is
-        made again, and every owner lock this runner held is taken again on it."""
-        from heimdall_synth.service.storage.database import connect
+        failed (the job row and ``run_job`` stay the source of truth)."""
         with self._owner_lock:
             try:
-                if self._owner is None or self._owner.closed or self._owner.broken:
-                    if self._owner is not None:
-                        log.warning("job runner: its database connection was lost; taking the "
-                                    "owner locks of %d jobs again", len(self._held))
-                        self._owner.close()
-                    self._owner = connect(self.url, autocommit=True)
-                    for job_id in self._held:
-                        locks.hold_shared(self._owner, locks.job_key(job_id))
-                return work(self._owner)
+                return work(self._owner_connection())
             except Exception as exc:  # noqa: BLE001
                 log.warning("job runner: database work failed: %s", exc)
                 return None
 
+    def _owner_connection(self):
+        """Under self._owner_lock: the runner's connection. A lost one is made again, and every
+        owner lock this runner held is taken again on it (a reconnect must not drop them)."""
+        from heimdall_synth.service.storage.database import connect
+        if self._owner is None or self._owner.closed or self._owner.broken:
+            if self._owner is not None:
+                log.warning("job runner: its database connection was lost; taking the owner "
+                            "locks of %d jobs again", len(self._held))
+                self._owner.close()
+            self._owner = connect(self.url, autocommit=True)
+            for job_id in self._held:
+                locks.hold_shared(self._owner, locks.job_key(job_id))
+        return self._owner
+
     def _hold(self, job_id: str) -> int:
         """Take the job's owner lock (once more); the backend pid holding it. Raises when the
         database cannot be reached: a job is never run unowned."""
-        from heimdall_synth.service.storage.database import connect
         with self._owner_lock:
-            if self._owner is None or self._owner.closed or self._owner.broken:
-                self._owner = connect(self.url, autocommit=True)
-                for held in self._held:
-                    locks.hold_shared(self._owner, locks.job_key(held))
-            locks.hold_shared(self._owner, locks.job_key(job_id))
+            owner = self._owner_connection()
+            locks.hold_shared(owner, locks.job_key(job_id))
             self._held.append(job_id)
-            return self._owner.info.backend_pid
+            return owner.info.backend_pid
 
     def _unhold(self, job_id: str) -> None:
         with self._owner_lock:

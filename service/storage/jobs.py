@@ -176,7 +176,9 @@ def recover_interrupted(conn) -> list[str]:
             "SELECT id FROM heimdall.generation_jobs WHERE status = ANY(%s)", (list(ACTIVE),))]
     for job_id in ids:
         with conn.transaction():
-            if _locked_status(conn, job_id) in ACTIVE and not owned(conn, job_id):
+            row = conn.execute("SELECT status FROM heimdall.generation_jobs WHERE id = %s "
+                               "FOR UPDATE", (job_id,)).fetchone()  # gone: its dataset deleted
+            if row is not None and row[0] in ACTIVE and not owned(conn, job_id):
                 if transition(conn, job_id, "interrupted", end_at_heartbeat=True,
                               stopped_reason="interrupted", stop_message=INTERRUPTED_MESSAGE,
                               progress_message=INTERRUPTED_MESSAGE):
