@@ -1,0 +1,201 @@
+"""ITU-R propagation terms for model version 2 (Numba, plain floats and arrays in and out).
+
+Not yet used by the attempt kernel (model version 1): these are the terms model 2 is built
+from, each held to its recommendation's formulas or published values in tests/test_itu.py.
+
+* ``spherical_earth_first_term_db`` / ``spherical_earth_diffraction_db``: diffraction over a
+  smooth spherical earth (ITU-R P.526, the first-term residue series; the spherical-earth loss
+  as P.452 and P.1812 use it for the delta-Bullington method).
+* ``bullington_db`` and ``delta_bullington_db``: diffraction over a terrain profile (ITU-R P.526
+  section 4.5, as in P.1812): Bullington's single equivalent edge on the real profile, plus the
+  spherical-earth correction from the smooth profile fitted to it.
+* ``clutter_loss_db``: the terminal clutter loss of ITU-R P.2108 section 3.1 (height-gain
+  terminal correction model) for one of its clutter types.
+
+Units: distances in km, heights in m, frequencies in MHz (the recommendations' GHz forms are
+converted inside), effective earth radius in km.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .jit import njit
+from .physics import knife_edge_loss_db
+
+SPEED_OF_LIGHT_M_S = 299_792_458.0
+#: Ground of average land (P.527 / P.452's "land": relative permittivity 22, conductivity
+#: 0.003 S/m); stations and transmitters use vertical polarization.
+LAND_PERMITTIVITY = 22.0
+LAND_CONDUCTIVITY = 0.003
+
+#: P.2108 section 3.1 clutter types: (representative clutter height R in m, model: 1 the
+#: height-gain model of open ground, 2 the diffraction model of buildings and trees).
+CLUTTER_OPEN, CLUTTER_TREES, CLUTTER_SUBURBAN, CLUTTER_URBAN, CLUTTER_DENSE_URBAN = range(5)
+CLUTTER_TYPES = ((10.0, 1), (15.0, 2), (10.0, 2), (15.0, 2), (20.0, 2))
+CLUTTER_NAMES = ("open/rural", "trees/forest", "suburban", "urban", "dense urban")
+STREET_WIDTH_M = 27.0  # P.2108's default street width w_s
+
+
+@njit
+def _f_of_x(x):
+    """P.526's distance term F(X) of the first-term formula (dB)."""
+    if x >= 1.6:
+        return 11.0 + 10.0 * math.log10(x) - 17.6 * x
+    return -20.0 * math.log10(x) - 5.6488 * x ** 1.425
+
+
+@njit
+def _g_of_y(y, beta, k):
+    """P.526's height-gain term G(Y) (dB), B = beta Y, floored at 2 + 20 log10(K)."""
+    b = beta * y
+    if b > 2.0:
+        g = 17.6 * math.sqrt(b - 1.1) - 5.0 * math.log10(b - 1.1) - 8.0
+    else:
+        g = 20.0 * math.log10(b + 0.1 * b ** 3)
+    return max(g, 2.0 + 20.0 * math.log10(k))
+
+
+@njit
+def spherical_earth_first_term_db(d_km, h1_m, h2_m, f_mhz, ae_km,
+                                  eps_r=LAND_PERMITTIVITY, sigma=LAND_CONDUCTIVITY,
+                                  vertical=True):
+    """Diffraction loss (dB) over a smooth earth of radius ``ae_km``, the first term of the
+    residue series (P.526 section 3.1.1; P.452's L_dft): -F(X) - G(Y1) - G(Y2)."""
+    f_ghz = f_mhz / 1000.0
+    k = (0.036 * (ae_km * f_ghz) ** (-1.0 / 3.0)
+         * ((eps_r - 1.0) ** 2 + (18.0 * sigma / f_ghz) ** 2) ** -0.25)
+    if vertical:
+        k *= math.sqrt(eps_r ** 2 + (18.0 * sigma / f_ghz) ** 2)
+    k2 = k * k
+    beta = (1.0 + 1.6 * k2 + 0.67 * k2 * k2) / (1.0 + 4.5 * k2 + 1.53 * k2 * k2)
+    x = 21.88 * beta * (f_ghz / ae_km ** 2) ** (1.0 / 3.0) * d_km
+    y_scale = 0.9575 * beta * (f_ghz ** 2 / ae_km) ** (1.0 / 3.0)
+    return -_f_of_x(x) - _g_of_y(y_scale * h1_m, beta, k) - _g_of_y(y_scale * h2_m, beta, k)
+
+
+@njit
+def spherical_earth_diffraction_db(d_km, h1_m, h2_m, f_mhz, ae_km):
+    """Spherical-earth diffraction loss L_dsph (dB) between antennas ``h1_m`` and ``h2_m`` above
+    a smooth earth of radius ``ae_km``: the first-term loss beyond the marginal line-of-sight
+    distance; within it, that loss at a modified radius scaled by how far the path clearance
+    falls short of 0.552 of the first Fresnel zone (0 when it does not)."""
+    wavelength_m = SPEED_OF_LIGHT_M_S / (f_mhz * 1e6)
+    d_los = math.sqrt(2.0 * ae_km) * (math.sqrt(0.001 * h1_m) + math.sqrt(0.001 * h2_m))
+    if d_km >= d_los:
+        return spherical_earth_first_term_db(d_km, h1_m, h2_m, f_mhz, ae_km)
+    c = (h1_m - h2_m) / (h1_m + h2_m)
+    m = 250.0 * d_km * d_km / (ae_km * (h1_m + h2_m))
+    b = 2.0 * math.sqrt((m + 1.0) / (3.0 * m)) * math.cos(
+        math.pi / 3.0 + math.acos(1.5 * c * math.sqrt(3.0 * m / (m + 1.0) ** 3)) / 3.0)
+    d1 = d_km * (1.0 + b) / 2.0
+    d2 = d_km - d1
+    h_se = ((h1_m - 500.0 * d1 * d1 / ae_km) * d2 + (h2_m - 500.0 * d2 * d2 / ae_km) * d1) / d_km
+    h_req = 17.456 * math.sqrt(d1 * d2 * wavelength_m / d_km)
+    if h_se > h_req:
+        return 0.0
+    a_em = 500.0 * (d_km / (math.sqrt(h1_m) + math.sqrt(h2_m))) ** 2
+    loss = spherical_earth_first_term_db(d_km, h1_m, h2_m, f_mhz, a_em)
+    if loss < 0.0:
+        return 0.0
+    return (1.0 - h_se / h_req) * loss
+
+
+@njit
+def bullington_db(d_km, h_m, hts_m, hrs_m, f_mhz, ae_km):
+    """Bullington diffraction loss (dB) of a profile: points at distances ``d_km`` (from 0 to
+    the path length, increasing) with ground heights ``h_m``; antennas at ``hts_m`` and
+    ``hrs_m`` above sea level at its two ends. One equivalent knife edge where the steepest
+    lines from the two ends meet (or at the most obstructing point of a line-of-sight path),
+    plus P.526's correction [1 - exp(-L/6)] (10 + 0.02 d)."""
+    n = d_km.shape[0]
+    d = d_km[n - 1]
+    wavelength_m = SPEED_OF_LIGHT_M_S / (f_mhz * 1e6)
+    ce = 1.0 / ae_km
+    s_tim = -math.inf
+    for i in range(1, n - 1):
+        s_tim = max(s_tim, (h_m[i] + 500.0 * ce * d_km[i] * (d - d_km[i]) - hts_m) / d_km[i])
+    s_tr = (hrs_m - hts_m) / d
+    if s_tim < s_tr:  # line of sight: the point that comes nearest to the ray
+        v = -math.inf
+        for i in range(1, n - 1):
+            di = d_km[i]
+            clearance = (h_m[i] + 500.0 * ce * di * (d - di)
+                         - (hts_m * (d - di) + hrs_m * di) / d)
+            v = max(v, clearance * math.sqrt(0.002 * d / (wavelength_m * di * (d - di))))
+        luc = knife_edge_loss_db(v) if n > 2 else 0.0
+    else:
+        s_rim = -math.inf
+        for i in range(1, n - 1):
+            s_rim = max(s_rim, (h_m[i] + 500.0 * ce * d_km[i] * (d - d_km[i]) - hrs_m)
+                        / (d - d_km[i]))
+        d_bp = (hrs_m - hts_m + s_rim * d) / (s_tim + s_rim)
+        v_b = ((hts_m + s_tim * d_bp - (hts_m * (d - d_bp) + hrs_m * d_bp) / d)
+               * math.sqrt(0.002 * d / (wavelength_m * d_bp * (d - d_bp))))
+        luc = knife_edge_loss_db(v_b)
+    return luc + (1.0 - math.exp(-luc / 6.0)) * (10.0 + 0.02 * d)
+
+
+@njit
+def smooth_surface_heights(d_km, h_m):
+    """The heights (m above sea level) at the two ends of the straight smooth surface fitted to
+    the profile by least squares (P.1812's fit), each at most the ground height there."""
+    n = d_km.shape[0]
+    d = d_km[n - 1]
+    v1 = 0.0
+    v2 = 0.0
+    for i in range(1, n):
+        dd = d_km[i] - d_km[i - 1]
+        v1 += dd * (h_m[i] + h_m[i - 1])
+        v2 += dd * (h_m[i] * (2.0 * d_km[i] + d_km[i - 1])
+                    + h_m[i - 1] * (d_km[i] + 2.0 * d_km[i - 1]))
+    start = (2.0 * v1 * d - v2) / (d * d)
+    end = (v2 - v1 * d) / (d * d)
+    return min(start, h_m[0]), min(end, h_m[n - 1])
+
+
+@njit
+def delta_bullington_db(d_km, h_m, tx_agl_m, rx_agl_m, f_mhz, ae_km):
+    """Diffraction loss (dB) of a terrain profile by P.526's delta-Bullington method: the
+    Bullington loss of the real profile, plus the amount by which the spherical-earth loss of
+    the fitted smooth surface exceeds the Bullington loss of that smooth surface. Antenna
+    heights are above the ground at each end."""
+    n = d_km.shape[0]
+    d = d_km[n - 1]
+    hts = h_m[0] + tx_agl_m
+    hrs = h_m[n - 1] + rx_agl_m
+    actual = bullington_db(d_km, h_m, hts, hrs, f_mhz, ae_km)
+    start, end = smooth_surface_heights(d_km, h_m)
+    h1, h2 = hts - start, hrs - end  # antenna heights above the smooth surface
+    flat = d_km * 0.0
+    smooth = bullington_db(d_km, flat, h1, h2, f_mhz, ae_km)
+    sphere = spherical_earth_diffraction_db(d, h1, h2, f_mhz, ae_km)
+    return actual + max(sphere - smooth, 0.0)
+
+
+@njit
+def clutter_loss_db(f_mhz, h_m, clutter_type):
+    """P.2108 section 3.1 terminal clutter loss (dB) of an antenna ``h_m`` above ground in
+    clutter of type ``clutter_type`` (an index of CLUTTER_TYPES); 0 at or above the type's
+    representative height. Valid from 30 MHz to 3 GHz."""
+    if clutter_type == CLUTTER_OPEN:
+        r = 10.0
+        model = 1
+    elif clutter_type == CLUTTER_TREES or clutter_type == CLUTTER_URBAN:
+        r = 15.0
+        model = 2
+    elif clutter_type == CLUTTER_SUBURBAN:
+        r = 10.0
+        model = 2
+    else:
+        r = 20.0
+        model = 2
+    if h_m >= r:
+        return 0.0
+    f_ghz = f_mhz / 1000.0
+    if model == 1:
+        return -(21.8 + 6.2 * math.log10(f_ghz)) * math.log10(h_m / r)
+    h_dif = r - h_m
+    theta_deg = math.degrees(math.atan(h_dif / STREET_WIDTH_M))
+    nu = 0.342 * math.sqrt(f_ghz) * math.sqrt(h_dif * theta_deg)
+    return knife_edge_loss_db(nu) - 6.03
