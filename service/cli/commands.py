@@ -310,3 +310,44 @@ def _redacted(url: str) -> str:
     except Exception:  # noqa: BLE001 - only for display
         return "the database"
     return f"database {params.get('dbname', '?')} at {params.get('host', 'localhost')}"
+
+
+def cmd_terrain_add(args) -> int:
+    """Read and merge the tiles first (a bad file changes nothing), then store the grid."""
+    from heimdall_synth.service.storage.terrains import add_terrain, terrain_from_files
+    grid = terrain_from_files(args.files)
+    with _database(args) as (_, conn):
+        row = add_terrain(conn, args.name, grid, [Path(f).name for f in args.files])
+    if args.json:
+        emit_json(row)
+    else:
+        print(f"terrain {row['name']}: latitude {row['south']:.5f} to {row['north']:.5f}, "
+              f"longitude {row['west']:.5f} to {row['east']:.5f}, {row['rows']:,} x "
+              f"{row['cols']:,} cells of {row['spacing_arcsec']:g} arc-seconds, "
+              f"sha256 {row['sha256']}")
+    return 0
+
+
+def cmd_terrain_list(args) -> int:
+    from heimdall_synth.service.storage.terrains import list_terrains
+    with _database(args) as (_, conn):
+        rows = list_terrains(conn)
+    if args.json:
+        emit_json({"terrains": rows})
+        return 0
+    table(["NAME", "SOUTH", "NORTH", "WEST", "EAST", "CELLS", "ARCSEC", "SHA256"],
+          [[r["name"], f"{r['south']:.4f}", f"{r['north']:.4f}", f"{r['west']:.4f}",
+            f"{r['east']:.4f}", f"{r['rows']}x{r['cols']}", f"{r['spacing_arcsec']:g}",
+            r["sha256"][:16]] for r in rows])
+    return 0
+
+
+def cmd_terrain_delete(args) -> int:
+    from heimdall_synth.service.storage.terrains import delete_terrain
+    with _database(args) as (_, conn):
+        delete_terrain(conn, args.name)
+    if not args.json:
+        print(f"terrain {args.name} deleted")
+    else:
+        emit_json({"deleted": args.name})
+    return 0

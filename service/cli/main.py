@@ -19,7 +19,8 @@ from heimdall_synth.kernel.config import ConfigError
 from heimdall_synth.service.cli.commands import (cmd_cancel, cmd_datasets, cmd_db_shell,
                                                  cmd_db_upgrade, cmd_expand, cmd_export,
                                                  cmd_generate, cmd_jobs, cmd_report, cmd_resume,
-                                                 cmd_serve, cmd_validate)
+                                                 cmd_serve, cmd_terrain_add, cmd_terrain_delete,
+                                                 cmd_terrain_list, cmd_validate)
 from heimdall_synth.service.cli.options import add_parameter_options, positive_int
 from heimdall_synth.service.cli.output import fail
 from heimdall_synth.service.engine.request import ConflictError, NotFoundError
@@ -103,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
                               parents=[sub_common])
     shell.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="-- PSQL_ARGS")
     shell.set_defaults(func=cmd_db_shell)
+    ter = command("terrain", None, "elevation grids registered for datasets' terrain")
+    ter_sub = ter.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = ter_sub.add_parser("add", help="register SRTM .hgt tiles, merged, as one terrain",
+                             parents=[sub_common])
+    add.add_argument("name", metavar="NAME", help="the terrain's name (1-100 characters)")
+    add.add_argument("files", metavar="FILE", nargs="+", help="SRTM .hgt tiles (N45E007.hgt)")
+    add.set_defaults(func=cmd_terrain_add)
+    ter_sub.add_parser("list", help="the registered terrains: bounds, spacing, SHA-256",
+                       parents=[sub_common]).set_defaults(func=cmd_terrain_list)
+    rm = ter_sub.add_parser("delete", help="remove a terrain", parents=[sub_common])
+    rm.add_argument("name", metavar="NAME")
+    rm.set_defaults(func=cmd_terrain_delete)
     return parser
 
 
