@@ -44,7 +44,7 @@ def test_upgrade_is_idempotent(db_url):
             "ORDER BY table_name").fetchall()
         assert [t for (t,) in tables] == [
             "generation_jobs", "measurement_features", "measurement_features_json",
-            "schema_migrations", "synthetic_datasets"]
+            "schema_migrations", "synthetic_datasets", "terrains"]
 
 
 def test_concurrent_upgrades_are_serialised(db_url):
