@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import signal
 import time
 from pathlib import Path
@@ -175,3 +177,20 @@ def test_default_data_dir_is_under_home(monkeypatch):
 def test_url_before_start_is_an_error(tmp_path):
     with pytest.raises(RuntimeError, match="not started"):
         EmbeddedPostgres(tmp_path / "pgdata").url
+
+
+def test_a_standalone_backends_negative_pid_is_read_as_its_pid(tmp_path):
+    """initdb's bootstrap backend writes its pid negated into postmaster.pid; a process killed
+    while it ran (a SIGTERM during the first start) left such a file, which made the next start
+    fail with psutil's 'pid must be a positive integer'."""
+    from heimdall_synth.service.storage.database import _remove_stale_pidfile
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
+    (data_dir / "postmaster.pid").write_text(f"-{dead.pid}\n{data_dir}\n")
+    _remove_stale_pidfile(data_dir)
+    assert not (data_dir / "postmaster.pid").exists()
+    (data_dir / "postmaster.pid").write_text(f"-{os.getpid()}\n{data_dir}\n")  # alive, not postgres
+    _remove_stale_pidfile(data_dir)
+    assert not (data_dir / "postmaster.pid").exists()

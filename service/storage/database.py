@@ -170,10 +170,11 @@ def _forget_dead_users(data_dir: Path) -> None:
 
 
 def _remove_stale_pidfile(data_dir: Path) -> None:
-    """Remove ``postmaster.pid`` if the postmaster it names is gone (killed, zombie, recycled)."""
+    """Remove ``postmaster.pid`` if the postmaster it names is gone (killed, zombie, recycled).
+    A standalone backend (initdb's bootstrap, single-user mode) writes its pid negated."""
     path = data_dir / "postmaster.pid"
     try:
-        pid = int(path.read_text().split()[0])
+        pid = abs(int(path.read_text().split()[0]))
     except (FileNotFoundError, ValueError, IndexError):
         return
     if not _process_alive(pid, "postgres"):
