@@ -40,7 +40,8 @@ from heimdall_synth.service.storage.database import connect
 from heimdall_synth.service.engine.loop import run_job
 from heimdall_synth.service.storage.locks import dataset_key
 from heimdall_synth.service.storage.migrations import upgrade
-from heimdall_synth.service.http.server import DATASET_READ_SLOTS, MAX_EVENT_STREAMS, REQUEST_SLOTS
+from heimdall_synth.service.http.common import DATASET_READ_CONNECTIONS, REQUEST_CONNECTIONS
+from heimdall_synth.service.http.server import MAX_EVENT_STREAMS
 from tests.helpers import new_database, publish_soak_figures, row_digests, submit, url_counts
 from tests.http_client import API, Client, ServerProcess, read_sse, start_server
 
@@ -545,11 +546,11 @@ def _waiting_settles_at(monitor, expected: int) -> None:
 
 
 def test_requests_beyond_their_slots_wait_without_a_connection(db_url, tmp_path):
-    """Twenty dataset reads while the test locks the samples table: only DATASET_READ_SLOTS of
+    """Twenty dataset reads while the test locks the samples table: only DATASET_READ_CONNECTIONS of
     them reach the database (and wait there on the lock), the others wait for a slot holding no
     connection, and meanwhile a status poll answers (with one kind of slot, as first built, the
     dataset reads took every slot and the poll waited for the lock). Then forty status polls
-    while the test locks the jobs table: only REQUEST_SLOTS reach the database. Without slots
+    while the test locks the jobs table: only REQUEST_CONNECTIONS reach the database. Without slots
     every thread would open a connection (128, past PostgreSQL's max_connections). All answer
     once the lock is let go."""
     srv = ServerProcess(db_url, tmp_path / "server.log")
@@ -564,7 +565,7 @@ def test_requests_beyond_their_slots_wait_without_a_connection(db_url, tmp_path)
                 blocker.execute("LOCK TABLE heimdall.measurement_features IN ACCESS EXCLUSIVE "
                                 "MODE")
                 threads = _storm(api, f"/datasets/{dataset_id}", 20, replies)
-                _waiting_settles_at(monitor, DATASET_READ_SLOTS)
+                _waiting_settles_at(monitor, DATASET_READ_CONNECTIONS)
                 for _ in range(5):
                     reply = api.get(f"/jobs/{job_id}", timeout=TRANSPORT_TIMEOUT_S)
                     assert reply.status == 200 and reply.json["status"] == "completed"
@@ -572,7 +573,7 @@ def test_requests_beyond_their_slots_wait_without_a_connection(db_url, tmp_path)
             with psycopg.connect(db_url) as blocker:
                 blocker.execute("LOCK TABLE heimdall.generation_jobs IN ACCESS EXCLUSIVE MODE")
                 threads += _storm(api, f"/jobs/{job_id}", 40, replies)
-                _waiting_settles_at(monitor, REQUEST_SLOTS)
+                _waiting_settles_at(monitor, REQUEST_CONNECTIONS)
                 blocker.rollback()
         for t in threads:
             t.join(60)

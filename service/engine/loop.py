@@ -32,8 +32,8 @@ from heimdall_synth.service.engine.pipeline import (AUTO_BATCH_ATTEMPTS, INGEST_
                                                     BatchCancelled, JobStop, Lane, Producer,
                                                     default_job_threads)
 from heimdall_synth.service.engine.quality import QualityAggregates
-from heimdall_synth.service.engine.stops import (JobError, JobResult, database_advice,
-                                                 progress_text, stop_message)
+from heimdall_synth.service.engine.stops import (UNSTARTED_MESSAGE, JobError, JobResult,
+                                                 database_advice, progress_text, stop_message)
 from heimdall_synth.service.storage import locks
 from heimdall_synth.service.storage.database import connect
 
@@ -151,11 +151,7 @@ def _finish_unstarted(conn, job, t0, emit, cancel=None) -> JobResult:
     """A job stopped before it ran a batch (while pending or queued): cancelled, or
     interrupted when its service is shutting down (``StopRequest``)."""
     status = _event_reason(cancel) if cancel is not None and cancel.is_set() else "cancelled"
-    if status == "cancelled":
-        message = f"Cancelled before it started; {job['generated']:,} samples were generated."
-    else:
-        message = ("Its service stopped before it started; resume it to reach the original "
-                   "target.")
+    message = UNSTARTED_MESSAGE[status]
     with conn.transaction():
         states.transition(conn, job["id"], status, expect=("pending", "queued"),
                           stopped_reason=status, stop_message=message,

@@ -41,6 +41,7 @@ from typing import Callable
 
 from heimdall_synth.service.engine import states
 from heimdall_synth.service.engine.pipeline import StopRequest
+from heimdall_synth.service.engine.stops import UNSTARTED_MESSAGE
 from heimdall_synth.service.storage import locks
 
 log = logging.getLogger("heimdall.service")
@@ -48,9 +49,6 @@ log = logging.getLogger("heimdall.service")
 #: Batch events kept per job for the event stream (a 100M-sample job has ~2,000 batches).
 BATCH_LOG = 20_000
 
-_STOPPED_BEFORE = ("The service stopped before this job started; resume it to reach the "
-                   "original target.")
-_CANCELLED_BEFORE = "Cancelled before it started; nothing (more) was generated."
 
 
 @dataclass(eq=False)  # compared by identity (lines, lists)
@@ -62,7 +60,6 @@ class JobEntry:
     cancel: StopRequest = field(default_factory=StopRequest)
     batches: deque = field(default_factory=lambda: deque(maxlen=BATCH_LOG))
     future: Future | None = None
-    started: bool = False
     held: bool = False  # the runner holds the job's owner lock
     waiting: bool = False  # submitted behind another job of its line: recorded 'queued'
     done: threading.Event = field(default_factory=threading.Event)
@@ -169,7 +166,7 @@ class JobRunner:
         with self._lock:
             waiting = self._leave_line(entry)  # behind another job of its dataset: never starts
         if waiting or (entry.future is not None and entry.future.cancel()):
-            self._end_unstarted(entry, "cancelled", _CANCELLED_BEFORE)
+            self._end_unstarted(entry, "cancelled")
 
     # ---- the worker
 
@@ -180,10 +177,8 @@ class JobRunner:
             if entry.previous is not None:
                 entry.previous.done.wait()
             if entry.cancel.is_set():
-                self._end_unstarted(entry, entry.cancel.reason, _STOPPED_BEFORE
-                                    if entry.cancel.reason == "interrupted" else _CANCELLED_BEFORE)
+                self._end_unstarted(entry, entry.cancel.reason)
                 return
-            entry.started = True
             try:
                 entry.result = result = run_job(self.url, entry.job_id, threads=self.threads,
                                                 cancel=entry.cancel, on_event=entry.on_event)
@@ -199,7 +194,8 @@ class JobRunner:
         finally:
             self._finish(entry)
 
-    def _end_unstarted(self, entry: JobEntry, status: str, message: str) -> None:
+    def _end_unstarted(self, entry: JobEntry, status: str) -> None:
+        message = UNSTARTED_MESSAGE[status]
         self._with_owner(lambda c: states.transition(
             c, entry.job_id, status, expect=("pending", "queued"), stopped_reason=status,
             stop_message=message, progress_message=message))
@@ -296,7 +292,7 @@ class JobRunner:
             entry.cancel.stop("interrupted")
         for entry in entries:
             if entry in waiting or (entry.future is not None and entry.future.cancel()):
-                self._end_unstarted(entry, "interrupted", _STOPPED_BEFORE)
+                self._end_unstarted(entry, "interrupted")
         wait([e.future for e in entries if e.future is not None], timeout=timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._owner_lock:

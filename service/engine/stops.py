@@ -96,6 +96,14 @@ def database_advice(error: BaseException) -> str:
     return ""
 
 
+#: The record of a job stopped before it ran a batch, by its status (the loop and the runner).
+UNSTARTED_MESSAGE = {
+    "cancelled": "Cancelled before it started; nothing more was generated.",
+    "interrupted": ("The service stopped before this job started; resume it to reach the "
+                    "original target."),
+}
+
+
 def progress_text(offset: int, generated: int, requested: int) -> str:
     total = offset + generated
     text = f"{total:,} / {offset + requested:,}"

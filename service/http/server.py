@@ -10,11 +10,11 @@ kernel has run. It refuses to listen on anything but a loopback address unless
 Capacity (docs/API.md, "Capacity"): HTTP_THREADS waitress threads. An open event stream holds a
 thread for its whole life, so at most MAX_EVENT_STREAMS of them may be open (more are refused
 with 503 and Retry-After) and the other threads stay free for requests. Requests draw their
-database connection from two pools (``common.open_pools``): DATASET_READ_SLOTS connections for
-dataset reads (GETs under /datasets: they count the dataset's rows, O(rows)) and REQUEST_SLOTS
-for the rest, which bounds the PostgreSQL connections that requests hold, and keeps a status
-poll from queueing behind slow dataset reads. Event streams share one connection
-(events.JobWatch).
+database connection from two pools (``common.open_pools``): DATASET_READ_CONNECTIONS
+connections for dataset reads (GETs under /datasets: they count the dataset's rows, O(rows))
+and REQUEST_CONNECTIONS for the rest, which bounds the PostgreSQL connections that requests
+hold, and keeps a status poll from queueing behind slow dataset reads. Event streams share one
+connection (events.JobWatch).
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 HTTP_THREADS = 128       # waitress threads (an idle one costs little)
 MAX_EVENT_STREAMS = 48   # each open stream holds a thread for its life
-# Requests using the database at once: the sizes of the app's two connection pools.
-REQUEST_SLOTS, DATASET_READ_SLOTS = REQUEST_CONNECTIONS, DATASET_READ_CONNECTIONS
 CONNECTION_LIMIT = 512   # open client sockets before waitress pauses accept() (its default: 100)
 
 
@@ -80,7 +78,8 @@ class ServerThread:
                  threads: int = HTTP_THREADS, event_streams: int = MAX_EVENT_STREAMS):
         from waitress import create_server
         # exports, like streams, hold their thread while their body is sent
-        slots = REQUEST_SLOTS + DATASET_READ_SLOTS + int(app.config.get("MAX_EXPORTS", 0))
+        slots = (REQUEST_CONNECTIONS + DATASET_READ_CONNECTIONS
+                 + int(app.config.get("MAX_EXPORTS", 0)))
         if event_streams < 1 or threads - event_streams < slots:
             raise ValueError(f"with {threads} threads, event_streams must be between 1 and "
                              f"{threads - slots}: open streams hold threads, and {slots} must "
@@ -164,7 +163,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
             log.info("heimdall-synth API on %s (auth %s, %d job workers, %d HTTP threads: up to "
                      "%d event streams, %d requests and %d dataset reads at once)", server.url,
                      "on" if token else "off (loopback only)", app.config["JOB_WORKERS"],
-                     threads, event_streams, REQUEST_SLOTS, DATASET_READ_SLOTS)
+                     threads, event_streams, REQUEST_CONNECTIONS, DATASET_READ_CONNECTIONS)
             print(f"heimdall-synth API listening on {server.url}/api/training/synthetic "
                   f"(health: {server.url}/api/health)", file=sys.stderr, flush=True)
             server.run()
