@@ -12,28 +12,148 @@ from .config import ConfigError, GenerationConfig
 from .defaults import MAX_SEED, RX_ANTENNAS, TX_ANTENNAS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KernelInputs:
+    """Plain arrays for the kernel (indices in kernel.attempt), for one dataset seed.
+
+    fp, ip: float and integer parameters (FP_*, IP_*); st: the fixed stations, one row each
+    (S_*: position, ground altitude, antenna, clutter, sines and cosines); tx/rx cdf and table:
+    antenna mixes and the antenna table; env_cdf, env_tab: the transmitter's clutter
+    environments (rows: P.2108 loss, the profile's antenna height above ground, its map index);
+    kx, ky, cos_b, sin_b: the shadowing fields; heights, geo: the terrain grid and its
+    [north, west, dlat, dlon] (a 2 x 2 dummy without terrain); maps_loss, maps_v, mgeo: the
+    fixed stations' loss maps over the transmitter box (a dummy when not used).
+    """
+    seed: int
     fp: np.ndarray
     ip: np.ndarray
-    rx_fixed: np.ndarray
-    rx_trig: np.ndarray
+    st: np.ndarray
     tx_cdf: np.ndarray
     rx_cdf: np.ndarray
     tx_table: np.ndarray
     rx_table: np.ndarray
+    env_cdf: np.ndarray
+    env_tab: np.ndarray
+    kx: np.ndarray
+    ky: np.ndarray
+    cos_b: np.ndarray
+    sin_b: np.ndarray
+    heights: np.ndarray
+    geo: np.ndarray
+    maps_loss: np.ndarray
+    maps_v: np.ndarray
+    mgeo: np.ndarray
     max_receivers: int
+
+    def arrays(self) -> tuple:
+        """The kernel's input arguments after (seed, start), in its order."""
+        return (self.fp, self.ip, self.st, self.tx_cdf, self.rx_cdf, self.tx_table,
+                self.rx_table, self.env_cdf, self.env_tab, self.kx, self.ky, self.cos_b,
+                self.sin_b, self.heights, self.geo, self.maps_loss, self.maps_v, self.mgeo)
 
 
 def antenna_cdf(dist, names) -> np.ndarray:
     return np.cumsum(np.array([dist[k] for k in names], dtype=np.float64))
 
 
-def pack_config(cfg: GenerationConfig) -> KernelInputs:
-    """Plain arrays for the kernel (indices in kernel.attempt)."""
+def fading_residual_db(windows: int) -> float:
+    """Standard deviation (dB) of 10 log10 of the mean of ``windows`` independent unit-mean
+    Rayleigh powers (a Gamma(W, 1/W) variable): (10 / ln 10) sqrt(trigamma(W)), with
+    trigamma(W) = pi^2 / 6 - sum_{k < W} 1 / k^2."""
+    trigamma = math.pi ** 2 / 6.0 - sum(1.0 / k ** 2 for k in range(1, windows))
+    return 10.0 / math.log(10.0) * math.sqrt(trigamma)
+
+
+def crb_sigma_db(cfg: GenerationConfig) -> float:
+    """The s of the RSS Cramer-Rao bound: the spread of the per-link random terms that are not
+    common to the links of an attempt, the station's own shadowing sigma sqrt(1 - rho) and
+    the fading left after averaging the windows (Rayleigh's, the larger)."""
+    var = 0.0
+    if cfg.enable_shadowing:
+        var += cfg.location_variability_db ** 2 * (1.0 - cfg.shadowing_station_correlation)
+    if cfg.enable_fading:
+        var += fading_residual_db(cfg.num_chunks) ** 2
+    return math.sqrt(var)
+
+
+def reference_latitude(cfg: GenerationConfig) -> float:
+    """Where the shadowing's planar projection is true: the middle of the receivers' box."""
+    if cfg.use_random_receivers:
+        return 0.5 * (cfg.area_lat_min + cfg.area_lat_max)
+    lats = [r["lat"] for r in cfg.receivers]
+    return 0.5 * (min(lats) + max(lats))
+
+
+def clutter_environments(cfg: GenerationConfig):
+    """(env_cdf, env_tab, profile heights): the transmitter's clutter mix, and per environment
+    its P.2108 loss at (frequency, tx_height_m), the height the terrain profile takes the
+    transmitter at (the larger of tx_height_m and the clutter's representative height) and
+    that height's index in ``profile heights`` (with clutter switched off, tx_height_m)."""
+    from . import itu
+    from .defaults import TX_CLUTTER_MIX
+    kinds = {"open": itu.CLUTTER_OPEN, "trees": itu.CLUTTER_TREES,
+             "suburban": itu.CLUTTER_SUBURBAN, "urban": itu.CLUTTER_URBAN}
+    # P.2108 is given from 30 MHz to 3 GHz: outside, its loss at the nearer end.
+    f = min(max(cfg.frequency_mhz, 30.0), 3000.0)
+    agl = [max(cfg.tx_height_m, itu.CLUTTER_TYPES[kinds[k]][0]) if cfg.enable_clutter
+           else cfg.tx_height_m for k, _ in TX_CLUTTER_MIX]
+    heights = sorted(set(agl))
+    tab = np.array([[itu.clutter_loss_db(f, cfg.tx_height_m, kinds[k]), h, heights.index(h)]
+                    for (k, _), h in zip(TX_CLUTTER_MIX, agl)])
+    cdf = np.cumsum([share for _, share in TX_CLUTTER_MIX])
+    return cdf, tab, np.array(heights)
+
+
+def station_rows(cfg: GenerationConfig, grid) -> np.ndarray:
+    """The fixed stations as ``st`` rows; a ground altitude left out is the grid's."""
+    from . import attempt as K
+    st = np.zeros((len(cfg.receivers), K.N_ST))
+    for j, r in enumerate(cfg.receivers):
+        ant = r["antenna"]
+        kind = RX_ANTENNAS.index(ant["type"])
+        row = L.RX_ANTENNA_TABLE[kind]
+        ground = r["alt_m"]
+        if ground is None:
+            ground = grid.height_at(r["lat"], r["lon"])
+        st[j, K.S_LAT], st[j, K.S_LON], st[j, K.S_GROUND] = r["lat"], r["lon"], ground
+        st[j, K.S_AGL], st[j, K.S_TYPE], st[j, K.S_GAIN] = r["antenna_height_m"], kind, ant["gain_dbi"]
+        if row[3] > 0.0:  # directional: the middle of its type's beamwidth and front-to-back
+            st[j, K.S_AZ] = ant["azimuth_deg"]
+            st[j, K.S_HBW] = 0.25 * (row[2] + row[3])
+            st[j, K.S_F2B] = 0.5 * (row[4] + row[5])
+        st[j, K.S_HORIZ] = 1.0 if ant["polarization"] == "horizontal" else 0.0
+        st[j, K.S_CLUTTER] = r["clutter_db"]
+        lat, lon = math.radians(r["lat"]), math.radians(r["lon"])
+        st[j, K.S_SIN_LAT:K.S_COS_LON + 1] = (math.sin(lat), math.cos(lat), math.sin(lon),
+                                             math.cos(lon))
+    return st
+
+
+def transmitter_box(cfg: GenerationConfig) -> tuple[float, float, float, float]:
+    """(south, north, west, east) that every transmitter (and receiver) of the dataset lies
+    in: the receivers' box (the area for random receivers) widened by margin_deg."""
+    if cfg.use_random_receivers:
+        s, n, w, e = cfg.area_lat_min, cfg.area_lat_max, cfg.area_lon_min, cfg.area_lon_max
+    else:
+        lats = [r["lat"] for r in cfg.receivers]
+        lons = [r["lon"] for r in cfg.receivers]
+        s, n, w, e = min(lats), max(lats), min(lons), max(lons)
+    m = cfg.margin_deg
+    return s - m, n + m, w - m, e + m
+
+
+def pack_config(cfg: GenerationConfig, seed: int, terrain=None) -> KernelInputs:
+    """Plain arrays for the kernel for this dataset seed. ``terrain`` is the ElevationGrid
+    of ``cfg.terrain`` (required when the configuration names one)."""
     from . import attempt as K
     from .physics import gaseous_absorption_db_per_km
+    from .shadowing import station_fields
 
+    check_range(seed, 0, 0)
+    if (cfg.terrain is None) != (terrain is None):
+        raise ConfigError("terrain", f"the configuration names terrain {cfg.terrain!r}: pass "
+                                     "its grid" if terrain is None else
+                          "a grid was given but the configuration names no terrain")
     fp = np.zeros(K.N_FP)
     fp[K.FP_FREQ] = cfg.frequency_mhz
     fp[K.FP_TX_POWER] = cfg.tx_power_dbm
@@ -48,6 +168,13 @@ def pack_config(cfg: GenerationConfig) -> KernelInputs:
     fp[K.FP_LAT0], fp[K.FP_LAT1] = cfg.area_lat_min, cfg.area_lat_max
     fp[K.FP_LON0], fp[K.FP_LON1] = cfg.area_lon_min, cfg.area_lon_max
     fp[K.FP_ABSORB] = gaseous_absorption_db_per_km(cfg.frequency_mhz)
+    fp[K.FP_TX_HEIGHT] = cfg.tx_height_m
+    fp[K.FP_SIGMA] = cfg.location_variability_db
+    fp[K.FP_RHO] = cfg.shadowing_station_correlation
+    fp[K.FP_CRB_S] = crb_sigma_db(cfg)
+    fp[K.FP_COS_LAT0] = math.cos(math.radians(reference_latitude(cfg)))
+    fp[K.FP_AE_KM] = L.K_FACTOR * L.EARTH_RADIUS_M / 1000.0
+    fp[K.FP_ES_PROB] = L.sporadic_e_probability(cfg.frequency_mhz)
     ip = np.zeros(K.N_IP, dtype=np.int64)
     ip[K.IP_CHUNKS] = cfg.num_chunks
     ip[K.IP_RANDOM] = cfg.use_random_receivers
@@ -55,23 +182,93 @@ def pack_config(cfg: GenerationConfig) -> KernelInputs:
     ip[K.IP_MAX_COUNT] = cfg.max_receivers_count
     ip[K.IP_HEX] = cfg.receiver_placement == "hexagonal"
     ip[K.IP_MIN_RX] = cfg.min_receivers
-    ip[K.IP_DIFF] = cfg.enable_diffraction
-    ip[K.IP_TERRAIN] = cfg.enable_terrain
-    ip[K.IP_ANT] = cfg.enable_antenna_patterns
-    ip[K.IP_POL] = cfg.enable_polarization
-    ip[K.IP_MET] = cfg.enable_meteorological
-    ip[K.IP_ES] = cfg.enable_sporadic_e
-    rx_fixed = np.array([[r["lat"], r["lon"], r["alt_m"]] for r in cfg.receivers], dtype=np.float64)
-    lat, lon = np.radians(rx_fixed[:, 0]), np.radians(rx_fixed[:, 1])
-    rx_trig = np.stack([np.sin(lat), np.cos(lat), np.sin(lon), np.cos(lon)], axis=1)
+    for index, flag in ((K.IP_DIFF, cfg.enable_diffraction), (K.IP_TERRAIN, cfg.enable_terrain),
+                        (K.IP_ANT, cfg.enable_antenna_patterns),
+                        (K.IP_POL, cfg.enable_polarization),
+                        (K.IP_MET, cfg.enable_meteorological), (K.IP_ES, cfg.enable_sporadic_e),
+                        (K.IP_SHADOW, cfg.enable_shadowing), (K.IP_CLUTTER, cfg.enable_clutter),
+                        (K.IP_FADING, cfg.enable_fading)):
+        ip[index] = flag
+    env_cdf, env_tab, profile_heights = clutter_environments(cfg)
+    st = station_rows(cfg, terrain)
+    n_fields = 0 if cfg.use_random_receivers else len(cfg.receivers)
+    kx, ky, cos_b, sin_b = station_fields(seed, n_fields, cfg.shadowing_correlation_m)
+    heights, geo = np.zeros((2, 2), np.float32), np.zeros(4)
+    maps_loss = maps_v = np.zeros((1, 1, 2, 2))
+    mgeo = np.zeros(4)
+    if terrain is not None:
+        from .terrain import TerrainError
+        ip[K.IP_GRID] = 1
+        heights = terrain.heights
+        geo = np.array([terrain.north, terrain.west, terrain.dlat, terrain.dlon])
+        fp[K.FP_STEP_KM] = terrain.step_km()
+        box = transmitter_box(cfg)
+        if not terrain.covers(*box):
+            raise TerrainError(f"the transmitters' area {_box_text(box)} leaves the terrain "
+                               f"{cfg.terrain!r}, whose grid covers {terrain.bounds_text()}")
+        if not cfg.use_random_receivers and cfg.enable_terrain:
+            ip[K.IP_MAPS] = 1
+            maps_loss, maps_v, mgeo = loss_maps(terrain, st, profile_heights, box,
+                                                cfg.frequency_mhz, fp[K.FP_AE_KM])
     return KernelInputs(
-        fp=fp, ip=ip, rx_fixed=rx_fixed, rx_trig=np.ascontiguousarray(rx_trig),
+        seed=int(seed), fp=fp, ip=ip, st=st,
         tx_cdf=antenna_cdf(cfg.tx_antenna_dist, TX_ANTENNAS),
         rx_cdf=antenna_cdf(cfg.rx_antenna_dist, RX_ANTENNAS),
         tx_table=np.array(L.TX_ANTENNA_TABLE, dtype=np.float64),
         rx_table=np.array(L.RX_ANTENNA_TABLE, dtype=np.float64),
+        env_cdf=env_cdf, env_tab=env_tab, kx=kx, ky=ky, cos_b=cos_b, sin_b=sin_b,
+        heights=heights, geo=geo, maps_loss=maps_loss, maps_v=maps_v, mgeo=mgeo,
         max_receivers=cfg.max_receivers,
     )
+
+
+def _box_text(box) -> str:
+    s, n, w, e = box
+    return f"(latitude {s:.5f} to {n:.5f}, longitude {w:.5f} to {e:.5f})"
+
+
+#: A loss map has at most this many cells along each side; no finer than the terrain's grid.
+MAP_CELLS = 128
+_MAP_CACHE: dict = {}
+_MAP_CACHE_SIZE = 4
+
+
+def map_lattice(terrain, box) -> np.ndarray:
+    """[north, west, dlat, dlon, rows, cols] of the loss maps' lattice over ``box``."""
+    s, n, w, e = box
+    dlat = max((n - s) / MAP_CELLS, terrain.dlat)
+    dlon = max((e - w) / MAP_CELLS, terrain.dlon)
+    rows = int(math.ceil((n - s) / dlat - 1e-9)) + 1
+    cols = int(math.ceil((e - w) / dlon - 1e-9)) + 1
+    return np.array([n, w, (n - s) / (rows - 1), (e - w) / (cols - 1), rows, cols])
+
+
+def loss_maps(terrain, st, profile_heights, box, f_mhz, ae_km):
+    """Each fixed station's diffraction loss (and decisive Fresnel parameter) from a
+    transmitter at every node of a lattice over the transmitter box, one map per profile
+    height; the kernel interpolates them bilinearly. Cached for the process (a few maps)."""
+    from .attempt import build_loss_maps
+    from .jit import parallel_launch
+    from .terrain import TerrainError
+    lattice = map_lattice(terrain, box)
+    key = (terrain.sha256(), st.tobytes(), profile_heights.tobytes(), lattice.tobytes(), f_mhz)
+    if key in _MAP_CACHE:
+        return _MAP_CACHE[key]
+    rows, cols = int(lattice[4]), int(lattice[5])
+    shape = (st.shape[0], len(profile_heights), rows, cols)
+    maps_loss, maps_v = np.zeros(shape), np.zeros(shape)
+    ok = np.zeros(shape, np.bool_)
+    geo = np.array([terrain.north, terrain.west, terrain.dlat, terrain.dlon])
+    with parallel_launch():
+        build_loss_maps(st, profile_heights, terrain.heights, geo, lattice[:4], f_mhz, ae_km,
+                        terrain.step_km(), maps_loss, maps_v, ok)
+    if not ok.all():
+        raise TerrainError(f"a link from the transmitters' area to a station leaves the "
+                           f"terrain's grid {terrain.bounds_text()}")
+    if len(_MAP_CACHE) >= _MAP_CACHE_SIZE:
+        _MAP_CACHE.pop(next(iter(_MAP_CACHE)))
+    _MAP_CACHE[key] = maps_loss, maps_v, lattice[:4].copy()
+    return _MAP_CACHE[key]
 
 
 @dataclass
@@ -89,6 +286,7 @@ class AttemptBatch:
     n_receivers: np.ndarray     # int16
     n_detected: np.ndarray      # int16
     tx_antenna: np.ndarray      # int8, index in defaults.TX_ANTENNAS
+    tx_environment: np.ndarray  # int8, index in defaults.TX_CLUTTER_MIX
     scalars: np.ndarray         # float64
     rx: np.ndarray              # float64
     rx_id: np.ndarray           # int16, -1 in padding
@@ -96,7 +294,7 @@ class AttemptBatch:
     rx_antenna: np.ndarray      # int8, index in defaults.RX_ANTENNAS; -1 in padding
 
     ARRAYS = ("attempt_index", "valid", "reject_reason", "n_receivers", "n_detected",
-              "tx_antenna", "scalars", "rx", "rx_id", "signal_present", "rx_antenna")
+              "tx_antenna", "tx_environment", "scalars", "rx", "rx_id", "signal_present", "rx_antenna")
 
     def __getattr__(self, name):
         if name in _SCALAR_INDEX:
@@ -114,6 +312,7 @@ class AttemptBatch:
             attempt_index=np.zeros(count, np.int64), valid=np.zeros(count, np.bool_),
             reject_reason=np.zeros(count, np.int8), n_receivers=np.zeros(count, np.int16),
             n_detected=np.zeros(count, np.int16), tx_antenna=np.zeros(count, np.int8),
+            tx_environment=np.zeros(count, np.int8),
             scalars=np.zeros((count, len(L.SCALAR_FIELDS))),
             rx=np.zeros((count, max_receivers, len(L.RX_FIELDS))),
             rx_id=np.zeros((count, max_receivers), np.int16),
@@ -156,15 +355,17 @@ def check_range(seed, start, count) -> None:
 
 
 def run_attempts(config, seed: int, start: int, count: int, threads: int | None = None,
-                 inputs: KernelInputs | None = None, out: AttemptBatch | None = None
-                 ) -> AttemptBatch:
+                 inputs: KernelInputs | None = None, out: AttemptBatch | None = None,
+                 terrain=None) -> AttemptBatch:
     """Evaluate attempts ``start .. start + count - 1`` of a dataset with this seed.
 
-    ``config`` is a GenerationConfig or a dict for ``GenerationConfig.from_dict``. ``threads``
-    limits the CPU threads (default: Numba's, i.e. all cores); results do not depend on it.
-    A loop may pass ``inputs`` (a ``pack_config`` result) to skip re-packing, and ``out`` (an
+    ``config`` is a GenerationConfig or a dict for ``GenerationConfig.from_dict``; ``terrain``
+    the ElevationGrid its ``terrain`` names (kernel.terrain). ``threads`` limits the CPU
+    threads (default: Numba's, i.e. all cores); results do not depend on it. A loop may pass
+    ``inputs`` (a ``pack_config`` result for this seed) to skip re-packing, and ``out`` (an
     ``AttemptBatch.empty(n, max_receivers)`` with n >= count) to reuse its memory: the result
-    is then a view of its first ``count`` rows, overwritten by the next call.
+    is then a view of its first ``count`` rows, overwritten by the next call. A link that
+    leaves the terrain's grid raises TerrainError naming the grid's bounds.
     """
     import numba
 
@@ -173,7 +374,9 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
 
     cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
     check_range(seed, start, count)
-    k = inputs or pack_config(cfg)
+    if inputs is not None and inputs.seed != seed:
+        raise ConfigError("inputs", f"were packed for seed {inputs.seed}, not {seed}")
+    k = inputs or pack_config(cfg, seed, terrain)
     if out is None:
         out = AttemptBatch.empty(count, k.max_receivers)
     elif len(out) < count or out.rx.shape[1] != k.max_receivers:
@@ -182,6 +385,7 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
     else:
         out = out.head(count)
     out.attempt_index[:] = np.arange(start, start + count, dtype=np.int64)
+    off_grid = np.zeros(count, np.bool_)
     previous = numba.get_num_threads()
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or not (
@@ -190,11 +394,17 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
         numba.set_num_threads(threads)
     try:
         with parallel_launch():
-            run_attempts_many(np.uint64(seed), np.int64(start), k.fp, k.ip, k.rx_fixed, k.rx_trig,
-                              k.tx_cdf, k.rx_cdf, k.tx_table, k.rx_table, out.valid,
-                              out.reject_reason,
-                              out.n_receivers, out.n_detected, out.tx_antenna, out.scalars,
-                              out.rx, out.rx_id, out.signal_present, out.rx_antenna)
+            run_attempts_many(np.uint64(seed), np.int64(start), *k.arrays(), out.valid,
+                              out.reject_reason, out.n_receivers, out.n_detected,
+                              out.tx_antenna, out.tx_environment, out.scalars, out.rx,
+                              out.rx_id, out.signal_present, out.rx_antenna, off_grid)
     finally:
         numba.set_num_threads(previous)
+    if off_grid.any():
+        from .terrain import TerrainError
+        first = int(start + np.flatnonzero(off_grid)[0])
+        raise TerrainError(f"attempt {first}: a link leaves the terrain's grid "
+                           f"(latitude {k.geo[0] - (k.heights.shape[0] - 1) * k.geo[2]:.5f} to "
+                           f"{k.geo[0]:.5f}, longitude {k.geo[1]:.5f} to "
+                           f"{k.geo[1] + (k.heights.shape[1] - 1) * k.geo[3]:.5f})")
     return out

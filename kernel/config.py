@@ -77,20 +77,67 @@ def _check_dist(name: str, value: Any, p: Param) -> dict:
     return out
 
 
+STATION_KEYS = ("name", *D.RECEIVER_LIMITS, *D.STATION_FIELDS, "antenna")
+ANTENNA_KEYS = ("type", "azimuth_deg", "gain_dbi", "polarization")
+
+
+def _station_number(where: str, value: Any, lo: float, hi: float) -> float:
+    v = _finite(value)
+    if v is None or not lo <= v <= hi:
+        raise ConfigError(where, f"must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    return v
+
+
+def _check_antenna(where: str, value: Any) -> MappingProxyType:
+    """A station's antenna: {type, azimuth_deg, gain_dbi, polarization}, all fixed."""
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(where, "must be an object {type, azimuth_deg, gain_dbi, polarization}")
+    extra = sorted(set(value) - set(ANTENNA_KEYS), key=str)
+    if extra:
+        raise ConfigError(f"{where}.{extra[0]}", f"unknown field; allowed {list(ANTENNA_KEYS)}")
+    kind = value.get("type", "omni_vertical")
+    if not isinstance(kind, str) or kind not in D.STATION_ANTENNA_GAIN:
+        raise ConfigError(f"{where}.type", f"must be one of {list(D.RX_ANTENNAS)}, got {kind!r}")
+    directional = kind in D.DIRECTIONAL_ANTENNAS
+    lo, hi = D.STATION_ANTENNA_GAIN[kind]
+    gain = value.get("gain_dbi")
+    gain = 0.5 * (lo + hi) if gain is None else _station_number(f"{where}.gain_dbi", gain, lo, hi)
+    azimuth = value.get("azimuth_deg")
+    if directional:
+        if azimuth is None:
+            raise ConfigError(f"{where}.azimuth_deg", f"is required for a {kind} antenna "
+                                                      "(degrees clockwise from north)")
+        azimuth = _station_number(f"{where}.azimuth_deg", azimuth, 0.0, 360.0)
+    elif azimuth is not None:
+        raise ConfigError(f"{where}.azimuth_deg", f"a {kind} antenna is omnidirectional: it has "
+                                                  "no azimuth")
+    polarization = value.get("polarization", "vertical")
+    if not isinstance(polarization, str) or polarization not in D.POLARIZATIONS:
+        raise ConfigError(f"{where}.polarization",
+                          f"must be one of {list(D.POLARIZATIONS)}, got {polarization!r}")
+    if polarization == "horizontal" and not directional:
+        raise ConfigError(f"{where}.polarization", f"a {kind} antenna is vertical")
+    return MappingProxyType({"type": kind, "azimuth_deg": azimuth, "gain_dbi": gain,
+                             "polarization": polarization})
+
+
 def _check_receivers(name: str, value: Any, p: Param) -> tuple:
+    """The stations of a fixed network, each with every field explicit (defaults filled).
+    ``alt_m`` may be null (taken from the terrain: checked with the terrain field)."""
     if not isinstance(value, (list, tuple)):
-        raise ConfigError(name, "must be a list of {name, lat, lon, alt_m}")
+        raise ConfigError(name, "must be a list of stations {name, lat, lon, alt_m, ...}")
     if not p.lo <= len(value) <= p.hi:
         raise ConfigError(name, f"needs {p.lo:g} to {p.hi:g} receivers, got {len(value)}")
     out, seen = [], set()
-    limits = D.RECEIVER_LIMITS
     for i, rx in enumerate(value):
         where = f"{name}[{i}]"
         if not isinstance(rx, Mapping):
-            raise ConfigError(where, "must be an object {name, lat, lon, alt_m}")
-        extra = sorted(set(rx) - {"name", *limits}, key=str)
+            raise ConfigError(where, "must be an object {name, lat, lon, alt_m, ...}")
+        extra = sorted(set(rx) - set(STATION_KEYS), key=str)
         if extra:
-            raise ConfigError(f"{where}.{extra[0]}", "unknown field; allowed name, lat, lon, alt_m")
+            raise ConfigError(f"{where}.{extra[0]}", f"unknown field; allowed {list(STATION_KEYS)}")
         rx_name = rx.get("name")
         if not isinstance(rx_name, str) or not 1 <= len(rx_name) <= 100:
             raise ConfigError(f"{where}.name", "must be text of 1 to 100 characters")
@@ -98,14 +145,17 @@ def _check_receivers(name: str, value: Any, p: Param) -> tuple:
             raise ConfigError(f"{where}.name", f"duplicate receiver name {rx_name!r}")
         seen.add(rx_name)
         item = {"name": rx_name}
-        for key, (lo, hi) in limits.items():
+        for key, (lo, hi) in D.RECEIVER_LIMITS.items():
+            if key == "alt_m" and rx.get(key) is None:
+                item[key] = None
+                continue
             if key not in rx:
                 raise ConfigError(f"{where}.{key}", "is required")
-            v = _finite(rx[key])
-            if v is None or not lo <= v <= hi:
-                raise ConfigError(f"{where}.{key}",
-                                  f"must be a number in [{lo:g}, {hi:g}], got {rx[key]!r}")
-            item[key] = v
+            item[key] = _station_number(f"{where}.{key}", rx[key], lo, hi)
+        for key, (lo, hi, default) in D.STATION_FIELDS.items():
+            item[key] = (default if rx.get(key) is None
+                         else _station_number(f"{where}.{key}", rx[key], lo, hi))
+        item["antenna"] = _check_antenna(f"{where}.antenna", rx.get("antenna"))
         out.append(MappingProxyType(item))
     return tuple(out)
 
@@ -190,6 +240,11 @@ class GenerationConfig:
     inside_ratio: float
     margin_deg: float
     tx_altitude_m: float
+    terrain: str | None
+    tx_height_m: float
+    location_variability_db: float
+    shadowing_correlation_m: float
+    shadowing_station_correlation: float
     noise_floor_dbm: float
     bandwidth_hz: float
     num_chunks: int
@@ -199,6 +254,9 @@ class GenerationConfig:
     enable_polarization: bool
     enable_meteorological: bool
     enable_sporadic_e: bool
+    enable_shadowing: bool
+    enable_clutter: bool
+    enable_fading: bool
     tx_antenna_dist: Mapping
     rx_antenna_dist: Mapping
     min_snr_db: float
@@ -268,6 +326,11 @@ def _check_relations(v: dict) -> None:
         raise ConfigError("area_lat_min", "must be less than area_lat_max")
     if v["area_lon_min"] >= v["area_lon_max"]:
         raise ConfigError("area_lon_min", "must be less than area_lon_max")
+    if v["terrain"] is None and not v["use_random_receivers"]:
+        for i, rx in enumerate(v["receivers"]):
+            if rx["alt_m"] is None:
+                raise ConfigError(f"receivers[{i}].alt_m", "is required without a terrain "
+                                  "(with one, an omitted ground altitude is read from it)")
     n_rx = v["max_receivers_count"] if v["use_random_receivers"] else len(v["receivers"])
     if v["min_receivers"] > n_rx:
         raise ConfigError("min_receivers", f"{v['min_receivers']} is more than the "

@@ -26,11 +26,27 @@ DEFAULT_RECEIVERS = (
     {"name": "Milano - Baggio", "lat": 45.478, "lon": 9.123, "alt_m": 120.0},
 )
 
+#: The version of the physics this code generates (docs/MODEL.md). A change to what a seed
+#: produces is a new version; datasets record theirs and expansions check it.
+MODEL_VERSION = 2
+
 #: Limits of each receiver's coordinates in a ``receivers`` list.
 RECEIVER_LIMITS = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "alt_m": (-500.0, 9000.0)}
+#: A station's other numeric fields: (lo, hi, default).
+STATION_FIELDS = {"antenna_height_m": (0.5, 300.0, 10.0), "clutter_db": (0.0, 60.0, 0.0)}
 
 TX_ANTENNAS = ("whip", "rubber_duck", "portable_directional")
 RX_ANTENNAS = ("omni_vertical", "yagi", "log_periodic", "collinear")
+#: A fixed station's antenna: its type's gain range (dBi, the default gain is the middle),
+#: and whether it is directional (then it has an azimuth and may be horizontally polarised).
+#: Beamwidth and front-to-back of a station's directional antenna are the middle of its
+#: type's ranges (kernel.layout.RX_ANTENNA_TABLE).
+STATION_ANTENNA_GAIN = {"omni_vertical": (0.0, 3.0), "yagi": (10.0, 15.0),
+                        "log_periodic": (8.0, 12.0), "collinear": (6.0, 9.0)}
+DIRECTIONAL_ANTENNAS = ("yagi", "log_periodic")
+POLARIZATIONS = ("vertical", "horizontal")
+#: The transmitter's surroundings, drawn per attempt: ITU-R P.2108 clutter types and shares.
+TX_CLUTTER_MIX = (("open", 0.40), ("trees", 0.30), ("suburban", 0.20), ("urban", 0.10))
 DATASET_TYPES = ("feature_based",)  # "iq_raw" arrives with its own issue
 RECEIVER_PLACEMENTS = ("random", "hexagonal")
 
@@ -82,7 +98,9 @@ PARAMETERS: tuple[Param, ...] = (
     _p("frequency_mhz", "float", 145.0, "data", "carrier frequency (MHz)", lo=1, hi=6000),
     _p("tx_power_dbm", "float", 37.0, "data", "nominal transmitter power (dBm)", lo=-30, hi=60),
     _p("receivers", "receivers", DEFAULT_RECEIVERS, "data",
-       "fixed receiver network: list of {name, lat, lon, alt_m}", lo=3, hi=MAX_FIXED_RECEIVERS),
+       "fixed receiver network: list of stations {name, lat, lon, alt_m (ground; from the "
+       "terrain when omitted), antenna_height_m (10), antenna {type, azimuth_deg, gain_dbi, "
+       "polarization}, clutter_db (0)}", lo=3, hi=MAX_FIXED_RECEIVERS),
     _p("use_random_receivers", "bool", False, "data", "draw a new receiver set every attempt"),
     _p("min_receivers_count", "int", 5, "data", "receivers per attempt when random",
        lo=3, hi=MAX_RANDOM_RECEIVERS),
@@ -98,18 +116,35 @@ PARAMETERS: tuple[Param, ...] = (
        lo=0, hi=1),
     _p("margin_deg", "float", 0.5, "data", "widening of the box for the other transmitters",
        lo=0, hi=10),
-    _p("tx_altitude_m", "float", 300.0, "data", "transmitter altitude above sea level (m)",
-       lo=-500, hi=9000),
+    _p("tx_altitude_m", "float", 300.0, "data",
+       "transmitter altitude above sea level without a terrain (m)", lo=-500, hi=9000),
+    _p("terrain", "str", None, "data",
+       "registered terrain (digital elevation model) for the links' profiles; null: smooth earth",
+       lo=1, hi=100, nullable=True),
+    _p("tx_height_m", "float", 1.5, "data",
+       "transmitter antenna height above ground (m): clutter loss, and altitude with a terrain",
+       lo=0.5, hi=100),
+    _p("location_variability_db", "float", 5.5, "data",
+       "sigma of the spatially correlated shadowing (dB)", lo=0, hi=15),
+    _p("shadowing_correlation_m", "float", 200.0, "data",
+       "decorrelation distance of the shadowing over transmitter position (m)", lo=10, hi=5000),
+    _p("shadowing_station_correlation", "float", 0.5, "data",
+       "correlation of the shadowing between stations", lo=0, hi=1),
     _p("noise_floor_dbm", "float", -120.0, "data", "receiver noise floor (dBm)", lo=-200, hi=0),
     _p("bandwidth_hz", "float", 12500.0, "data", "channel bandwidth for the PSD (Hz)",
        lo=1, hi=1e9),
     _p("num_chunks", "int", 5, "data", "measurement windows per sample", lo=1, hi=MAX_CHUNKS),
-    _p("enable_diffraction", "bool", True, "data", "smooth-earth knife-edge diffraction"),
-    _p("enable_terrain", "bool", True, "data", "statistical terrain obstruction"),
+    _p("enable_diffraction", "bool", True, "data",
+       "diffraction loss (ITU-R P.526 delta-Bullington)"),
+    _p("enable_terrain", "bool", True, "data",
+       "profiles from the terrain's heights (off: smooth earth between the ends)"),
     _p("enable_antenna_patterns", "bool", True, "data", "antenna gains and patterns"),
     _p("enable_polarization", "bool", True, "data", "polarization mismatch loss"),
     _p("enable_meteorological", "bool", True, "data", "gaseous absorption and troposphere"),
     _p("enable_sporadic_e", "bool", True, "data", "sporadic-E enhancement (28-225 MHz)"),
+    _p("enable_shadowing", "bool", True, "data", "spatially correlated shadowing"),
+    _p("enable_clutter", "bool", True, "data", "transmitter (ITU-R P.2108) and station clutter"),
+    _p("enable_fading", "bool", True, "data", "fast fading per measurement window"),
     _p("tx_antenna_dist", "dist", {"whip": 0.90, "rubber_duck": 0.08,
                                    "portable_directional": 0.02}, "data",
        "transmitter antenna mix, sums to 1", choices=TX_ANTENNAS),

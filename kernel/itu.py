@@ -1,7 +1,7 @@
 """ITU-R propagation terms for model version 2 (Numba, plain floats and arrays in and out).
 
-Not yet used by the attempt kernel (model version 1): these are the terms model 2 is built
-from, each held to its recommendation's formulas or published values in tests/test_itu.py.
+The propagation terms of model version 2, each held to its recommendation's formulas or
+published values in tests/test_itu.py.
 
 * ``spherical_earth_first_term_db`` / ``spherical_earth_diffraction_db``: diffraction over a
   smooth spherical earth (ITU-R P.526, the first-term residue series; the spherical-earth loss
@@ -101,39 +101,125 @@ def spherical_earth_diffraction_db(d_km, h1_m, h2_m, f_mhz, ae_km):
     return (1.0 - h_se / h_req) * loss
 
 
+#: Fresnel parameter at which a path clears 0.6 of the first Fresnel zone: v = sqrt(2) h / F1.
+V_LINE_OF_SIGHT = -0.6 * math.sqrt(2.0)
+
+
+@njit
+def bullington_loss_db(d_km, hts_m, hrs_m, s_tim, s_rim, q_los, wavelength_m):
+    """P.526's Bullington loss (dB) from what a profile pass gathers: the steepest slopes
+    ``s_tim`` (from the transmitter) and ``s_rim`` (from the receiver) to the profile's points,
+    in m/km, and ``q_los`` = max of v |v| over its points (v the Fresnel parameter of the
+    point's clearance above the direct ray). Returns (loss, v of the decisive edge).
+
+    Beyond line of sight the edge is where the two steepest lines meet; within it, the most
+    obstructing point. The loss is J(v) plus P.526's correction [1 - exp(-J/6)] (10 + 0.02 d).
+    """
+    d = d_km
+    if s_tim < (hrs_m - hts_m) / d:
+        v = math.copysign(math.sqrt(abs(q_los)), q_los) if q_los > -math.inf else -math.inf
+    else:
+        d_bp = (hrs_m - hts_m + s_rim * d) / (s_tim + s_rim)
+        v = ((hts_m + s_tim * d_bp - (hts_m * (d - d_bp) + hrs_m * d_bp) / d)
+             * math.sqrt(0.002 * d / (wavelength_m * d_bp * (d - d_bp))))
+    luc = knife_edge_loss_db(v)
+    return luc + (1.0 - math.exp(-luc / 6.0)) * (10.0 + 0.02 * d), v
+
+
+@njit
+def smooth_earth_bullington(d_km, h1_m, h2_m, f_mhz, ae_km):
+    """Bullington over a smooth earth (a continuous profile at height 0), in closed form:
+    the steepest line from an antenna h above the sphere touches it at the horizon distance
+    sqrt(2 a_e h); within line of sight the edge is the point of largest Fresnel parameter.
+    Returns (loss, v) as above."""
+    d = d_km
+    wavelength_m = SPEED_OF_LIGHT_M_S / (f_mhz * 1e6)
+    ce = 500.0 / ae_km
+    x_t = min(math.sqrt(h1_m / ce), d)
+    x_r = min(math.sqrt(h2_m / ce), d)
+    s_tim = ce * (d - x_t) - h1_m / x_t
+    s_rim = ce * (d - x_r) - h2_m / x_r
+    # Within line of sight: the largest Fresnel parameter along the path, found by golden-
+    # section search (v(x) rises from -inf at both ends to one maximum); a fixed number of
+    # steps, so the result is the same everywhere.
+    a, b = 0.0, d
+    g = 0.3819660112501051
+    x1, x2 = a + g * (b - a), b - g * (b - a)
+    v1 = _smooth_v(x1, d, h1_m, h2_m, ce, wavelength_m)
+    v2 = _smooth_v(x2, d, h1_m, h2_m, ce, wavelength_m)
+    for _ in range(32):
+        if v1 < v2:
+            a, x1, v1 = x1, x2, v2
+            x2 = b - g * (b - a)
+            v2 = _smooth_v(x2, d, h1_m, h2_m, ce, wavelength_m)
+        else:
+            b, x2, v2 = x2, x1, v1
+            x1 = a + g * (b - a)
+            v1 = _smooth_v(x1, d, h1_m, h2_m, ce, wavelength_m)
+    v = max(v1, v2)
+    return bullington_loss_db(d, h1_m, h2_m, s_tim, s_rim, v * abs(v), wavelength_m)
+
+
+@njit(inline="always")
+def _smooth_v(x, d, h1_m, h2_m, ce, wavelength_m):
+    """Fresnel parameter of the smooth earth's clearance x km from the transmitter."""
+    clearance = ce * x * (d - x) - (h1_m * (d - x) + h2_m * x) / d
+    return clearance * math.sqrt(0.002 * d / (wavelength_m * x * (d - x)))
+
+
+@njit
+def delta_bullington_combine(d_km, actual_db, h1_m, h2_m, f_mhz, ae_km):
+    """P.526's delta-Bullington: the Bullington loss of the real profile (``actual_db``) plus
+    the amount by which the spherical-earth loss of the fitted smooth surface exceeds that
+    surface's own Bullington loss; ``h1_m``, ``h2_m`` the antennas' heights above that surface
+    (at least 1 m: the spherical-earth terms need a positive height)."""
+    h1 = max(h1_m, 1.0)
+    h2 = max(h2_m, 1.0)
+    smooth, _ = smooth_earth_bullington(d_km, h1, h2, f_mhz, ae_km)
+    sphere = spherical_earth_diffraction_db(d_km, h1, h2, f_mhz, ae_km)
+    return actual_db + max(sphere - smooth, 0.0)
+
+
+@njit
+def smooth_link_db(d_km, h1_m, h2_m, f_mhz, ae_km):
+    """Diffraction loss (dB) and decisive Fresnel parameter of a link over a smooth earth at
+    sea level, antennas h1 and h2 m above it (at least 1 m): the delta-Bullington method on a
+    smooth profile, whose Bullington loss is its own smooth-surface term, so the loss is
+    max(Bullington, spherical-earth)."""
+    h1 = max(h1_m, 1.0)
+    h2 = max(h2_m, 1.0)
+    smooth, v = smooth_earth_bullington(d_km, h1, h2, f_mhz, ae_km)
+    sphere = spherical_earth_diffraction_db(d_km, h1, h2, f_mhz, ae_km)
+    return max(smooth, sphere), v
+
+
+@njit
+def profile_slopes(d_km, h_m, hts_m, hrs_m, wavelength_m, ae_km):
+    """(s_tim, s_rim, q_los) of a profile (see ``bullington_loss_db``); the earth's bulge
+    d_i (d - d_i) / (2 a_e) is added to each point's height."""
+    n = d_km.shape[0]
+    d = d_km[n - 1]
+    ce = 500.0 / ae_km
+    s_tim = s_rim = q_los = -math.inf
+    for i in range(1, n - 1):
+        di = d_km[i]
+        hi = h_m[i] + ce * di * (d - di)
+        s_tim = max(s_tim, (hi - hts_m) / di)
+        s_rim = max(s_rim, (hi - hrs_m) / (d - di))
+        c = hi - (hts_m * (d - di) + hrs_m * di) / d
+        q_los = max(q_los, c * abs(c) * 0.002 * d / (wavelength_m * di * (d - di)))
+    return s_tim, s_rim, q_los
+
+
 @njit
 def bullington_db(d_km, h_m, hts_m, hrs_m, f_mhz, ae_km):
     """Bullington diffraction loss (dB) of a profile: points at distances ``d_km`` (from 0 to
     the path length, increasing) with ground heights ``h_m``; antennas at ``hts_m`` and
-    ``hrs_m`` above sea level at its two ends. One equivalent knife edge where the steepest
-    lines from the two ends meet (or at the most obstructing point of a line-of-sight path),
-    plus P.526's correction [1 - exp(-L/6)] (10 + 0.02 d)."""
-    n = d_km.shape[0]
-    d = d_km[n - 1]
+    ``hrs_m`` above sea level at its two ends."""
     wavelength_m = SPEED_OF_LIGHT_M_S / (f_mhz * 1e6)
-    ce = 1.0 / ae_km
-    s_tim = -math.inf
-    for i in range(1, n - 1):
-        s_tim = max(s_tim, (h_m[i] + 500.0 * ce * d_km[i] * (d - d_km[i]) - hts_m) / d_km[i])
-    s_tr = (hrs_m - hts_m) / d
-    if s_tim < s_tr:  # line of sight: the point that comes nearest to the ray
-        v = -math.inf
-        for i in range(1, n - 1):
-            di = d_km[i]
-            clearance = (h_m[i] + 500.0 * ce * di * (d - di)
-                         - (hts_m * (d - di) + hrs_m * di) / d)
-            v = max(v, clearance * math.sqrt(0.002 * d / (wavelength_m * di * (d - di))))
-        luc = knife_edge_loss_db(v) if n > 2 else 0.0
-    else:
-        s_rim = -math.inf
-        for i in range(1, n - 1):
-            s_rim = max(s_rim, (h_m[i] + 500.0 * ce * d_km[i] * (d - d_km[i]) - hrs_m)
-                        / (d - d_km[i]))
-        d_bp = (hrs_m - hts_m + s_rim * d) / (s_tim + s_rim)
-        v_b = ((hts_m + s_tim * d_bp - (hts_m * (d - d_bp) + hrs_m * d_bp) / d)
-               * math.sqrt(0.002 * d / (wavelength_m * d_bp * (d - d_bp))))
-        luc = knife_edge_loss_db(v_b)
-    return luc + (1.0 - math.exp(-luc / 6.0)) * (10.0 + 0.02 * d)
+    s_tim, s_rim, q_los = profile_slopes(d_km, h_m, hts_m, hrs_m, wavelength_m, ae_km)
+    return bullington_loss_db(d_km[d_km.shape[0] - 1], hts_m, hrs_m, s_tim, s_rim, q_los,
+                              wavelength_m)[0]
 
 
 @njit
@@ -149,28 +235,29 @@ def smooth_surface_heights(d_km, h_m):
         v1 += dd * (h_m[i] + h_m[i - 1])
         v2 += dd * (h_m[i] * (2.0 * d_km[i] + d_km[i - 1])
                     + h_m[i - 1] * (d_km[i] + 2.0 * d_km[i - 1]))
+    return fitted_ends(d, v1, v2, h_m[0], h_m[n - 1])
+
+
+@njit(inline="always")
+def fitted_ends(d, v1, v2, ground_start, ground_end):
+    """The smooth surface's end heights from P.1812's sums v1 = sum dd (h_i + h_i-1) and
+    v2 = sum dd (h_i (2 d_i + d_i-1) + h_i-1 (d_i + 2 d_i-1))."""
     start = (2.0 * v1 * d - v2) / (d * d)
     end = (v2 - v1 * d) / (d * d)
-    return min(start, h_m[0]), min(end, h_m[n - 1])
+    return min(start, ground_start), min(end, ground_end)
 
 
 @njit
 def delta_bullington_db(d_km, h_m, tx_agl_m, rx_agl_m, f_mhz, ae_km):
-    """Diffraction loss (dB) of a terrain profile by P.526's delta-Bullington method: the
-    Bullington loss of the real profile, plus the amount by which the spherical-earth loss of
-    the fitted smooth surface exceeds the Bullington loss of that smooth surface. Antenna
-    heights are above the ground at each end."""
+    """Diffraction loss (dB) of a terrain profile by P.526's delta-Bullington method (see
+    ``delta_bullington_combine``). Antenna heights are above the ground at each end."""
     n = d_km.shape[0]
     d = d_km[n - 1]
     hts = h_m[0] + tx_agl_m
     hrs = h_m[n - 1] + rx_agl_m
     actual = bullington_db(d_km, h_m, hts, hrs, f_mhz, ae_km)
     start, end = smooth_surface_heights(d_km, h_m)
-    h1, h2 = hts - start, hrs - end  # antenna heights above the smooth surface
-    flat = d_km * 0.0
-    smooth = bullington_db(d_km, flat, h1, h2, f_mhz, ae_km)
-    sphere = spherical_earth_diffraction_db(d, h1, h2, f_mhz, ae_km)
-    return actual + max(sphere - smooth, 0.0)
+    return delta_bullington_combine(d, actual, hts - start, hrs - end, f_mhz, ae_km)
 
 
 @njit

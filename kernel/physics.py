@@ -13,9 +13,6 @@ from .layout import (EARTH_RADIUS_M, K_FACTOR, MIN_PATH_KM, SINGULAR_RTOL, SPEED
 
 INF = math.inf
 DB20_PER_NEPER = 20.0 / math.log(10.0)
-#: VHF excess atmospheric loss that brings the gaseous term to the model's calibration of about
-#: 1 dB per 100 km at 145 MHz (oxygen and water vapour alone give ~0.04 dB there; docs/MODEL.md).
-ATMOSPHERIC_FLOOR_DB_PER_KM = 0.01
 
 
 @njit(inline="always")
@@ -76,14 +73,14 @@ def radio_horizon_km(h1_m, h2_m):
 
 @njit
 def gaseous_absorption_db_per_km(f_mhz):
-    """Specific attenuation (dB/km): simplified ITU-R P.676 oxygen and water vapour
-    (7.5 g/m^3, sea level, 15 C) plus the VHF floor above."""
+    """Specific attenuation (dB/km): ITU-R P.676's simplified oxygen and water-vapour lines
+    (7.5 g/m^3, sea level, 15 C). No floor: at VHF it is a few 1e-4 dB/km."""
     f = f_mhz / 1000.0
     oxygen = (7.2 / (f * f + 0.34) + 0.62 / ((54.0 - f) ** 1.16 + 0.83)) * f * f * 1e-3
     rho = 7.5
     water = (0.05 + 0.0021 * rho + 3.6 / ((f - 22.2) ** 2 + 8.5)
              + 10.6 / ((f - 183.3) ** 2 + 9.0) + 8.9 / ((f - 325.4) ** 2 + 26.3)) * f * f * rho * 1e-4
-    return oxygen + water + ATMOSPHERIC_FLOOR_DB_PER_KM
+    return oxygen + water
 
 
 @njit(inline="always")

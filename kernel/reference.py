@@ -128,21 +128,24 @@ def knife_edge_db(v):
     return np.where(v > -0.78, j, 0.0)
 
 
-def earth_bulge_v(d_m, h1, h2, wavelength):
-    re = L.K_FACTOR * L.EARTH_RADIUS_M
-    x = np.clip(d_m / 2.0 - re * (h2 - h1) / d_m, 0.01 * d_m, 0.99 * d_m)
-    bulge = x * (d_m - x) / (2.0 * re)
-    line_of_sight = h1 + (h2 - h1) * x / d_m
-    return (bulge - line_of_sight) * np.sqrt(2.0 * d_m / (wavelength * x * (d_m - x)))
-
-
 def gaseous_db_per_km(f_mhz):
     f = f_mhz / 1000.0
     oxygen = (7.2 / (f ** 2 + 0.34) + 0.62 / ((54.0 - f) ** 1.16 + 0.83)) * f ** 2 * 1e-3
     rho = 7.5
     water = (0.05 + 0.0021 * rho + 3.6 / ((f - 22.2) ** 2 + 8.5) + 10.6 / ((f - 183.3) ** 2 + 9.0)
              + 8.9 / ((f - 325.4) ** 2 + 26.3)) * f ** 2 * rho * 1e-4
-    return oxygen + water + 0.01
+    return oxygen + water
+
+
+def smooth_diffraction(d_km, h1, h2, f_mhz, ae_km):
+    """(loss, v) of links over the smooth earth, one by one with the scalar ITU-R terms of
+    kernel.itu (held to their recommendations in tests/test_itu.py)."""
+    from .itu import smooth_link_db
+    loss, v = np.zeros_like(d_km), np.full_like(d_km, -np.inf)
+    for idx in zip(*np.nonzero(np.isfinite(d_km) & (d_km >= L.MIN_PATH_KM))):
+        loss[idx], v[idx] = smooth_link_db(float(d_km[idx]), float(h1[idx]), float(h2[idx]),
+                                           f_mhz, ae_km)
+    return loss, v
 
 
 def azimuth_offset(a, b):
@@ -166,9 +169,23 @@ def inverse_diagonal(a, ok):
     return out
 
 
+def shadowing_fields(seed, stations, length_m, tx_lat, tx_lon, lat0):
+    """The fields g_f at each transmitter, (N, stations + 1), with NumPy's cos: the dataset's
+    frequencies and phases (kernel.shadowing.station_fields, part of the data contract)."""
+    from .shadowing import station_fields
+    kx, ky, cos_b, sin_b = station_fields(seed, stations, length_m)
+    phase = np.arctan2(sin_b, cos_b)
+    x = 6_371_000.0 * np.radians(tx_lon) * math.cos(math.radians(lat0))
+    y = 6_371_000.0 * np.radians(tx_lat)
+    theta = x[:, None] * kx[None, :] + y[:, None] * ky[None, :]  # (N, M)
+    return math.sqrt(2.0 / kx.size) * np.cos(theta[:, None, :] + phase[None, :, :]).sum(axis=2)
+
+
 # ---- the attempt -----------------------------------------------------------------------------
 def run_attempts(config, seed: int, start: int, count: int, threads=None) -> AttemptBatch:
-    """Same contract as kernel.run_attempts (``threads`` is accepted and ignored)."""
+    """Same contract as kernel.run_attempts without a terrain (``threads`` is ignored)."""
+    from .batch import clutter_environments, crb_sigma_db, reference_latitude, station_rows
+    from . import attempt as K
     cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
     check_range(seed, start, count)
     N, M, W = count, cfg.max_receivers, cfg.num_chunks
@@ -177,12 +194,19 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     out.attempt_index[:] = np.arange(start, start + N)
     key = attempt_keys(seed, np.arange(start, start + N, dtype=U64))
     ak = slot_keys(key, L.STREAM_ATTEMPT, 0)
+    rx_tab = np.array(L.RX_ANTENNA_TABLE)
 
-    # 1. Receivers (N, M), NaN beyond each attempt's count.
+    # 1. Receivers (N, M), NaN beyond each attempt's count, with their antennas.
     if not cfg.use_random_receivers:
-        net = np.array([[r["lat"], r["lon"], r["alt_m"]] for r in cfg.receivers])
+        st = station_rows(cfg, None)
         n_rx = np.full(N, M)
-        rx_lat, rx_lon, rx_alt = (np.broadcast_to(net[:, k], (N, M)).copy() for k in range(3))
+        rx_lat, rx_lon, rx_alt = (np.broadcast_to(st[:, k], (N, M)).copy()
+                                  for k in (K.S_LAT, K.S_LON, K.S_GROUND))
+        agl, r_type, g_rx_own, r_az, r_hbw, r_f2b, r_horiz, r_clutter = (
+            np.broadcast_to(st[:, k], (N, M)).copy() for k in (
+                K.S_AGL, K.S_TYPE, K.S_GAIN, K.S_AZ, K.S_HBW, K.S_F2B, K.S_HORIZ, K.S_CLUTTER))
+        r_type = r_type.astype(int)
+        r_horiz = r_horiz > 0.5
     else:
         lo, hi = cfg.min_receivers_count, cfg.max_receivers_count
         n_rx = np.minimum(lo + np.floor(uniform(ak, L.A_RX_COUNT) * (hi - lo + 1)).astype(int), hi)
@@ -205,6 +229,17 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
         else:
             rx_lat, rx_lon = lat0 + (lat1 - lat0) * uy, lon0 + (lon1 - lon0) * ux
         rx_alt = 50.0 + 750.0 * uniform(pk, L.P_ALT)
+        agl = np.full((N, M), L.RANDOM_RX_HEIGHT_M)
+        r_type = np.searchsorted(antenna_cdf(cfg.rx_antenna_dist, RX_ANTENNAS)[:-1],
+                                 uniform(pk, L.P_ANT), side="right")
+        rt = rx_tab[r_type]
+        g_rx_own = rt[..., 0] + (rt[..., 1] - rt[..., 0]) * uniform(pk, L.P_GAIN)
+        directional = rt[..., 3] > 0
+        r_az = np.where(directional, 360.0 * uniform(pk, L.P_AZ), 0.0)
+        r_hbw = np.where(directional, (rt[..., 2] + (rt[..., 3] - rt[..., 2]) * uniform(pk, L.P_BW)) / 2, 0.0)
+        r_f2b = np.where(directional, rt[..., 4] + (rt[..., 5] - rt[..., 4]) * uniform(pk, L.P_F2B), 0.0)
+        r_horiz = directional & (uniform(pk, L.P_POL) < L.P_HORIZONTAL_DIRECTIONAL)
+        r_clutter = np.zeros((N, M))
     present_slot = slots[None, :] < n_rx[:, None]
     for arr in (rx_lat, rx_lon, rx_alt):
         arr[~present_slot] = np.nan
@@ -215,7 +250,7 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     lon_lo, lon_hi = np.nanmin(rx_lon, axis=1) - margin, np.nanmax(rx_lon, axis=1) + margin
     tx_lat = lat_lo + (lat_hi - lat_lo) * uniform(ak, L.A_TX_LAT)
     tx_lon = lon_lo + (lon_hi - lon_lo) * uniform(ak, L.A_TX_LON)
-    tx_alt = cfg.tx_altitude_m
+    tx_alt = np.full(N, cfg.tx_altitude_m)
     on = uniform(ak, L.A_ON) < 0.8 + 0.2 * uniform(ak, L.A_DUTY)
     q = 0.3 + 0.65 * uniform(ak, L.A_QUALITY)
     p_eff = cfg.tx_power_dbm + np.clip((2.0 * (1.0 - q) + 0.3) * normal(ak, L.A_JITTER), -3, 3)
@@ -229,7 +264,9 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     t_f2b = t[:, 4] + (t[:, 5] - t[:, 4]) * uniform(ak, L.A_TX_F2B)
     t_horiz = (t_hbw > 0) & (uniform(ak, L.A_TX_POL) < L.P_HORIZONTAL_DIRECTIONAL)
     osc = -50.0 + 100.0 * uniform(ak, L.A_OSC)
-    sigma = 3.0 + 3.0 * uniform(ak, L.A_SHADOW_SIGMA)
+    env_cdf, env_tab, _ = clutter_environments(cfg)
+    env = np.searchsorted(env_cdf[:-1], uniform(ak, L.A_TX_CLUTTER), side="right")
+    tx_clutter = env_tab[env, 0] if cfg.enable_clutter else np.zeros(N)
 
     # 3. Each link (N, M).
     lk = slot_keys(key, L.STREAM_LINK, slots)
@@ -246,31 +283,31 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     un = np.where(d_m > 0, np.cos(np.radians(bearing)), 0.0)
 
     fspl = 20 * np.log10(np.maximum(d_km, L.MIN_PATH_KM)) + 20 * np.log10(cfg.frequency_mhz) + 32.44
-    wavelength = L.SPEED_OF_LIGHT / (cfg.frequency_mhz * 1e6)
-    with np.errstate(invalid="ignore"):
-        v = earth_bulge_v(np.maximum(d_km, L.MIN_PATH_KM) * 1000.0, tx_alt, rx_alt, wavelength)
-    diff = knife_edge_db(v) if cfg.enable_diffraction else np.zeros_like(d_km)
-    blocked = uniform(lk, L.L_BLOCKED) < np.minimum(0.05 + d_km / 1000.0, 0.20)
-    terrain = np.where(blocked & cfg.enable_terrain, 10.0 + 20.0 * uniform(lk, L.L_TERRAIN), 0.0)
-    clutter = 5.0 + 10.0 * uniform(lk, L.L_CLUTTER)
-    shadow = sigma[:, None] * normal(lk, L.L_SHADOW)
+    ae_km = L.K_FACTOR * L.EARTH_RADIUS_M / 1000.0
+    diff, v = smooth_diffraction(np.where(on[:, None] & present_slot, d_km, np.nan),
+                                 np.broadcast_to(tx_alt[:, None], (N, M)), rx_alt + agl,
+                                 cfg.frequency_mhz, ae_km)
+    los = v <= -0.6 * math.sqrt(2.0)
+    if not cfg.enable_diffraction:
+        diff = np.zeros_like(d_km)
+    rx_clutter = r_clutter if cfg.enable_clutter else np.zeros_like(d_km)
+    if cfg.enable_shadowing:
+        sigma, rho = cfg.location_variability_db, cfg.shadowing_station_correlation
+        fixed_fields = 0 if cfg.use_random_receivers else M
+        g = shadowing_fields(seed, fixed_fields, cfg.shadowing_correlation_m, tx_lat, tx_lon,
+                             reference_latitude(cfg))
+        own = normal(lk, L.L_OWN_SHADOW) if cfg.use_random_receivers else g[:, 1:]
+        shadow = sigma * (math.sqrt(rho) * g[:, :1] + math.sqrt(1.0 - rho) * own)
+    else:
+        shadow = np.zeros_like(d_km)
     freq_err = L.RX_FREQ_ERROR_HZ * normal(lk, L.L_FREQ_ERR)
-    rx_tab = np.array(L.RX_ANTENNA_TABLE)
-    r_type = np.searchsorted(antenna_cdf(cfg.rx_antenna_dist, RX_ANTENNAS)[:-1],
-                             uniform(lk, L.L_RX_ANT), side="right")
-    rt = rx_tab[r_type]  # (N, M, 6)
-    directional = rt[..., 3] > 0
     if cfg.enable_antenna_patterns:
-        r_hbw = (rt[..., 2] + (rt[..., 3] - rt[..., 2]) * uniform(lk, L.L_RX_BW)) / 2.0
-        r_f2b = rt[..., 4] + (rt[..., 5] - rt[..., 4]) * uniform(lk, L.L_RX_F2B)
-        g_rx = (rt[..., 0] + (rt[..., 1] - rt[..., 0]) * uniform(lk, L.L_RX_GAIN)
-                - pattern_db(azimuth_offset(back, 360.0 * uniform(lk, L.L_RX_AZ)), r_hbw, r_f2b))
+        g_rx = g_rx_own - pattern_db(azimuth_offset(back, r_az), r_hbw, r_f2b)
         g_tx = t_gain[:, None] - pattern_db(azimuth_offset(bearing, t_az[:, None]),
                                             t_hbw[:, None], t_f2b[:, None])
     else:
         g_rx = g_tx = np.zeros_like(d_km)
     if cfg.enable_polarization:
-        r_horiz = directional & (uniform(lk, L.L_RX_POL) < L.P_HORIZONTAL_DIRECTIONAL)
         u_pol = uniform(lk, L.L_POL_LOSS)
         pol = np.where(r_horiz != t_horiz[:, None], 10.0 + 5.0 * u_pol, 0.5 * u_pol)
     else:
@@ -280,28 +317,31 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
         tropo = L.TROPO_MAX_DB * np.minimum(d_km / 100.0, 1.0) * (2 * uniform(lk, L.L_TROPO) - 1)
     else:
         absorb = tropo = np.zeros_like(d_km)
-    es_possible = (cfg.enable_sporadic_e and L.ES_F_MIN_MHZ <= cfg.frequency_mhz <= L.ES_F_MAX_MHZ)
-    es_on = es_possible & (d_km >= L.ES_D_MIN_KM) & (d_km <= L.ES_D_MAX_KM) & (
-        uniform(lk, L.L_ES) < L.ES_PROBABILITY)
+    es_on = (cfg.enable_sporadic_e & (d_km >= L.ES_D_MIN_KM) & (d_km <= L.ES_D_MAX_KM)
+             & (uniform(lk, L.L_ES) < L.sporadic_e_probability(cfg.frequency_mhz)))
     es = np.where(es_on, L.ES_GAIN_LO + (L.ES_GAIN_HI - L.ES_GAIN_LO) * uniform(lk, L.L_ES_GAIN), 0.0)
-    p_base = (p_eff[:, None] + g_tx + g_rx - fspl - diff - clutter - terrain - absorb + tropo + es
-              - pol)
+    p_base = (p_eff[:, None] + g_tx + g_rx - fspl - diff - tx_clutter[:, None] - rx_clutter
+              + shadow - absorb + tropo + es - pol)
 
-    # Fast fading per window (N, M, W): Rician (K 6-10 dB) within 50 km, Rayleigh beyond.
-    rician = d_km <= L.RICIAN_MAX_KM
-    k_lin = np.where(rician, 10.0 ** ((6.0 + 4.0 * uniform(lk, L.L_RICE_K)) / 10.0), 0.0)
+    # Fast fading per window (N, M, W): Rician (K 6-10 dB) on line-of-sight links, Rayleigh
+    # otherwise; the windows averaged in linear power.
+    k_lin = np.where(los, 10.0 ** ((6.0 + 4.0 * uniform(lk, L.L_RICE_K)) / 10.0), 0.0)
     a = np.sqrt(k_lin / (k_lin + 1.0))[..., None]
     b = np.sqrt(0.5 / (k_lin + 1.0))[..., None]
     window_keys = np.broadcast_to(lk[..., None], lk.shape + (W,))
     subs = L.L_FADING0 + np.arange(W)
-    x, y = normal(window_keys, subs), normal(window_keys, subs + PHASE)
-    power = np.where(rician[..., None], (a + b * x) ** 2 + (b * y) ** 2,
-                     exponential(window_keys, subs))
-    sf = np.clip(shadow[..., None] + 10.0 * np.log10(np.maximum(power, L.FADING_FLOOR)), -15, 5)
-    rssi_w = p_base[..., None] + sf
+    if cfg.enable_fading:
+        x, y = normal(window_keys, subs), normal(window_keys, subs + PHASE)
+        power = np.where(los[..., None], (a + b * x) ** 2 + (b * y) ** 2,
+                         exponential(window_keys, subs))
+        power = np.maximum(power, L.FADING_FLOOR)
+    else:
+        power = np.ones(lk.shape + (W,))
+    power_db = 10.0 * np.log10(power)
+    fading = 10.0 * np.log10(power.mean(axis=2))
     off = ~on[:, None]
     noise = cfg.noise_floor_dbm
-    rssi = np.where(off, noise, rssi_w.mean(axis=2))
+    rssi = np.where(off, noise, p_base + fading)
     snr = rssi - noise
     detected = on[:, None] & (snr >= cfg.min_snr_db) & present_slot
 
@@ -314,7 +354,8 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
         g = np.stack([L.RSS_C * ue / d_m, L.RSS_C * un / d_m, np.ones_like(ue)], axis=2)
     g = np.where(detected[..., None], g, 0.0)
     j_inv = inverse_diagonal(np.einsum("nmi,nmj->nij", g, g), n_det >= 3)
-    crb = sigma * np.sqrt(j_inv[:, 0] + j_inv[:, 1])
+    s = crb_sigma_db(cfg)
+    crb = s * np.sqrt(j_inv[:, 0] + j_inv[:, 1])
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_snr = np.where(detected, snr, 0.0).sum(axis=1) / n_det
     mean_snr[n_det == 0] = np.nan
@@ -332,20 +373,23 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     out.n_receivers[:] = n_rx
     out.n_detected[:] = n_det
     out.tx_antenna[:] = t_type
+    out.tx_environment[:] = env
     sc = out.scalars
     sc[:, L.F_TX_LAT], sc[:, L.F_TX_LON], sc[:, L.F_TX_ALT] = tx_lat, tx_lon, tx_alt
     sc[:, L.F_P_NOMINAL], sc[:, L.F_P_EFFECTIVE] = cfg.tx_power_dbm, p_eff
-    sc[:, L.F_TX_OFFSET], sc[:, L.F_SIGMA] = osc, sigma
+    sc[:, L.F_TX_OFFSET], sc[:, L.F_SIGMA] = osc, s
     sc[:, L.F_MEAN_SNR], sc[:, L.F_GDOP], sc[:, L.F_HDOP], sc[:, L.F_CRB] = mean_snr, gdop, hdop, crb
     sc[:, L.F_CONFIDENCE] = np.where(n_det > 0, np.clip(mean_snr / L.CONFIDENCE_FULL_SNR_DB, 0, 1), 0)
-    budget = {L.R_FSPL: fspl, L.R_DIFF: diff, L.R_TERRAIN: terrain, L.R_CLUTTER: clutter,
-              L.R_SHADOW: shadow, L.R_ABSORB: absorb, L.R_TROPO: tropo, L.R_ES: es,
-              L.R_POL: pol, L.R_GTX: g_tx, L.R_GRX: g_rx}
+    sc[:, L.F_TX_GROUND], sc[:, L.F_TX_CLUTTER] = np.nan, tx_clutter
+    budget = {L.R_FSPL: fspl, L.R_DIFF: diff, L.R_RX_CLUTTER: rx_clutter, L.R_SHADOW: shadow,
+              L.R_FADING: fading, L.R_ABSORB: absorb, L.R_TROPO: tropo, L.R_ES: es,
+              L.R_POL: pol, L.R_GTX: g_tx, L.R_GRX: g_rx, L.R_LOS: los.astype(float)}
+    dev = power_db - power_db[..., :1]
     columns = {
         L.R_LAT: rx_lat, L.R_LON: rx_lon, L.R_ALT: rx_alt, L.R_DIST: d_km, L.R_RSSI: rssi,
-        L.R_RSSI_STD: np.where(off, 0.0, rssi_w.std(axis=2)),
-        L.R_RSSI_MIN: np.where(off, noise, rssi_w.min(axis=2)),
-        L.R_RSSI_MAX: np.where(off, noise, rssi_w.max(axis=2)),
+        L.R_RSSI_STD: np.where(off, 0.0, dev.std(axis=2)),
+        L.R_RSSI_MIN: np.where(off, noise, p_base + power_db.min(axis=2)),
+        L.R_RSSI_MAX: np.where(off, noise, p_base + power_db.max(axis=2)),
         L.R_SNR: snr, L.R_NOISE: np.full_like(d_km, noise), L.R_PSD: rssi - 10 * np.log10(cfg.bandwidth_hz),
         L.R_FOFF: np.where(off, np.nan, osc[:, None] + freq_err),
         **{k: np.where(off, np.nan, v) for k, v in budget.items()},

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .itu import delta_bullington_db
+from .itu import (bullington_loss_db, delta_bullington_combine, delta_bullington_db, fitted_ends,
+                  SPEED_OF_LIGHT_M_S)
 from .jit import njit
 
 EARTH_RADIUS_KM = 6371.0
@@ -65,13 +66,28 @@ class ElevationGrid:
         """(south, north, west, east) of the cell centres, degrees."""
         return self.south, self.north, self.west, self.east
 
-    def sha256(self) -> str:
-        """What identifies the grid: its placement, spacing and every height."""
+    def _digest(self) -> str:
         h = hashlib.sha256()
         h.update(np.array([self.north, self.west, self.dlat, self.dlon], ">f8").tobytes())
         h.update(np.array(self.heights.shape, ">i8").tobytes())
         h.update(self.heights.astype(">f4").tobytes())
         return h.hexdigest()
+
+    def covers(self, south, north, west, east) -> bool:
+        """Whether the box lies within the grid's cell centres."""
+        s, n, w, e = self.bounds
+        return s <= south and north <= n and w <= west and east <= e
+
+    def bounds_text(self) -> str:
+        return self._bounds_text()
+
+    def sha256(self) -> str:
+        """What identifies the grid: its placement, spacing and every height (computed once)."""
+        cached = self.__dict__.get("_sha256")
+        if cached is None:
+            cached = self._digest()
+            object.__setattr__(self, "_sha256", cached)
+        return cached
 
     def step_km(self) -> float:
         """The profile step: no coarser than the grid's spacing anywhere on it."""
@@ -168,6 +184,133 @@ def _profile(heights, north, west, dlat, dlon, lat1, lon1, lat2, lon2, d_out, h_
         d_out[i] = t * delta * EARTH_RADIUS_KM
         h_out[i] = h
     return True
+
+
+#: A profile follows the great circle through exact knots this far apart (km) and straight
+#: lines in latitude and longitude between them: within 5 m of the great circle, and cheap.
+KNOT_KM = 16.0
+
+
+@njit(inline="always")
+def _great_circle_point(ax, ay, az, bx, by, bz, delta, t):
+    """(lat, lon) in degrees of the point a fraction t along the great circle a -> b."""
+    if delta < 1e-12:
+        x, y, z = ax, ay, az
+    else:
+        s = math.sin(delta)
+        wa = math.sin((1.0 - t) * delta) / s
+        wb = math.sin(t * delta) / s
+        x, y, z = wa * ax + wb * bx, wa * ay + wb * by, wa * az + wb * bz
+    return math.degrees(math.atan2(z, math.sqrt(x * x + y * y))), math.degrees(math.atan2(y, x))
+
+
+@njit
+def profile_pass(heights, north, west, dlat, dlon, lat1, lon1, ground1, hts, lat2, lon2,
+                 ground2, hrs, d_km, step_km, wavelength_m, ae_km):
+    """One pass over the profile of a link, gathering what the delta-Bullington method needs.
+
+    The profile has n = ceil(d / step) + 1 evenly spaced points: the two ends at the given
+    ground heights, the points between at the grid's bilinear height. ``hts``, ``hrs`` are the
+    antennas' heights above sea level. Returns (s_tim, s_rim, q_los, start, end, ok): the
+    Bullington slopes and LOS parameter (``itu.bullington_loss_db``), the ends of P.1812's
+    fitted smooth surface (``itu.fitted_ends``), and False when a point is off the grid.
+
+    Between knots the points advance by a constant step in grid coordinates, and the maxima
+    of ratios are kept as (numerator, denominator) pairs compared by cross-multiplication: no
+    division or trigonometry per point (this loop is most of a terrain job's time).
+    """
+    n = max(int(math.ceil(d_km / step_km)), 1) + 1
+    d = d_km
+    if n == 2:  # no point between the ends: nothing obstructs
+        start, end = fitted_ends(d, d * (ground1 + ground2), d * d * (ground1 + 2.0 * ground2),
+                                 ground1, ground2)
+        return -math.inf, -math.inf, -math.inf, start, end, True
+    segments = min(max(int(math.ceil(d_km / KNOT_KM)), 1), n - 1)
+    p1, l1, p2, l2 = math.radians(lat1), math.radians(lon1), math.radians(lat2), math.radians(lon2)
+    ax, ay, az = math.cos(p1) * math.cos(l1), math.cos(p1) * math.sin(l1), math.sin(p1)
+    bx, by, bz = math.cos(p2) * math.cos(l2), math.cos(p2) * math.sin(l2), math.sin(p2)
+    delta = d_km / EARTH_RADIUS_KM
+    ce = 500.0 / ae_km
+    inv_d = 1.0 / d
+    step = d / (n - 1)
+    rows, cols = heights.shape
+    r_max, c_max = rows - 1.0, cols - 1.0
+    tim_num = rim_num = los_num = -1.0  # -1 / 0: below any real ratio
+    tim_den = rim_den = los_den = 0.0
+    v1 = v2 = 0.0
+    d_prev, h_prev = 0.0, ground1
+    lat_a, lon_a = lat1, lon1
+    i = 1
+    for k in range(segments):
+        lat_b, lon_b = _great_circle_point(ax, ay, az, bx, by, bz, delta, (k + 1) / segments)
+        ra, ca = (north - lat_a) / dlat, (lon_a - west) / dlon
+        rb, cb = (north - lat_b) / dlat, (lon_b - west) / dlon
+        if not (-1e-9 <= ra <= r_max + 1e-9 and -1e-9 <= ca <= c_max + 1e-9
+                and -1e-9 <= rb <= r_max + 1e-9 and -1e-9 <= cb <= c_max + 1e-9):
+            return 0.0, 0.0, 0.0, 0.0, 0.0, False
+        # points i with k / segments <= i / (n - 1) < (k + 1) / segments
+        i_end = n - 1 if k == segments - 1 else ((k + 1) * (n - 1) + segments - 1) // segments
+        scale = segments / (n - 1)
+        dr, dc = (rb - ra) * scale, (cb - ca) * scale
+        u0 = i * scale - k
+        r, c = ra + u0 * (rb - ra), ca + u0 * (cb - ca)
+        while i < i_end:
+            di = i * step
+            rr = min(max(r, 0.0), r_max)
+            cc = min(max(c, 0.0), c_max)
+            r0 = min(int(rr), rows - 2)
+            c0 = min(int(cc), cols - 2)
+            fr, fc = rr - r0, cc - c0
+            top = heights[r0, c0] + (heights[r0, c0 + 1] - heights[r0, c0]) * fc
+            bottom = heights[r0 + 1, c0] + (heights[r0 + 1, c0 + 1] - heights[r0 + 1, c0]) * fc
+            h = top + (bottom - top) * fr
+            dr_ = d - di
+            hb = h + ce * di * dr_
+            a = hb - hts
+            if a * tim_den > tim_num * di:
+                tim_num, tim_den = a, di
+            a = hb - hrs
+            if a * rim_den > rim_num * dr_:
+                rim_num, rim_den = a, dr_
+            cl = hb - (hts * dr_ + hrs * di) * inv_d
+            a = cl * abs(cl)
+            w = di * dr_
+            if a * los_den > los_num * w:
+                los_num, los_den = a, w
+            v1 += step * (h + h_prev)
+            v2 += step * (h * (2.0 * di + d_prev) + h_prev * (di + 2.0 * d_prev))
+            d_prev, h_prev = di, h
+            r += dr
+            c += dc
+            i += 1
+        lat_a, lon_a = lat_b, lon_b
+    v1 += (d - d_prev) * (ground2 + h_prev)
+    v2 += (d - d_prev) * (ground2 * (2.0 * d + d_prev) + h_prev * (d + 2.0 * d_prev))
+    start, end = fitted_ends(d, v1, v2, ground1, ground2)
+    q_scale = 0.002 * d / wavelength_m
+    return (tim_num / tim_den, rim_num / rim_den, los_num * q_scale / los_den, start, end,
+            True)
+
+
+@njit
+def terrain_link_db(heights, geo, lat_t, lon_t, ground_t, agl_t, lat_r, lon_r, ground_r, agl_r,
+                    d_km, step_km, f_mhz, ae_km):
+    """Diffraction loss (dB) of a link over the grid (delta-Bullington), the Fresnel parameter
+    of its decisive point (line of sight when <= itu.V_LINE_OF_SIGHT), and False when its
+    profile leaves the grid. ``geo`` is [north, west, dlat, dlon]; ends at ground heights
+    ``ground_*`` with antennas ``agl_*`` above them."""
+    hts = ground_t + agl_t
+    hrs = ground_r + agl_r
+    s_tim, s_rim, q_los, start, end, ok = profile_pass(
+        heights, geo[0], geo[1], geo[2], geo[3], lat_t, lon_t, ground_t, hts, lat_r, lon_r,
+        ground_r, hrs, d_km, step_km, SPEED_OF_LIGHT_M_S / (f_mhz * 1e6), ae_km)
+    if not ok:
+        return math.nan, math.nan, False
+    if s_tim == -math.inf:  # no point between the ends
+        return 0.0, -math.inf, True
+    actual, v = bullington_loss_db(d_km, hts, hrs, s_tim, s_rim, q_los,
+                                   SPEED_OF_LIGHT_M_S / (f_mhz * 1e6))
+    return delta_bullington_combine(d_km, actual, hts - start, hrs - end, f_mhz, ae_km), v, True
 
 
 # ---- SRTM .hgt tiles -----------------------------------------------------------------------

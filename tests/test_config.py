@@ -53,8 +53,18 @@ def receivers(n):
     return [rx(f"rx{i}", 44.0 + i * 0.01, 7.0 + i * 0.01, 100.0 + i) for i in range(n)]
 
 
+STATION_DEFAULTS = {"antenna_height_m": 10.0, "clutter_db": 0.0,
+                    "antenna": {"type": "omni_vertical", "azimuth_deg": None, "gain_dbi": 1.5,
+                                "polarization": "vertical"}}
+
+
 def rx_dicts(cfg):
-    return [dict(r) for r in cfg.receivers]
+    """The stations as plain dicts, without the fields left at their defaults."""
+    out = []
+    for r in cfg.receivers:
+        d = {k: (dict(v) if k == "antenna" else v) for k, v in r.items()}
+        out.append({k: v for k, v in d.items() if STATION_DEFAULTS.get(k, object()) != v})
+    return out
 
 
 def range_text_parts(p):

@@ -8,8 +8,9 @@ tests run as root on Debian or Ubuntu. The scenarios: a dataset created through 
 value answered next to its field and creating nothing), expanded through the expand form while
 the page follows the job's event stream to the new total without a reload, equal to the
 database's COUNT(*); a big job cancelled from the page with its stop reason in words, then
-resumed; the API token; a metadata count that disagrees with COUNT(*) flagged. The tests save
-screenshots (dashboard.png, running-job.png) on every run, in tests/screenshots/ or where
+resumed; the API token; a metadata count that disagrees with COUNT(*) flagged; a dataset's map
+with its terrain's relief under the points. The tests save screenshots (dashboard.png,
+running-job.png, map-relief.png) on every run, in tests/screenshots/ or where
 HEIMDALL_SYNTH_SCREENSHOTS says (docs/img for the README's). Chromium is never skipped: when it
 is missing and cannot be installed from here, the tests fail giving the command that installs
 it.
@@ -328,6 +329,59 @@ def test_a_metadata_count_that_disagrees_with_count_star_is_flagged(dash_server,
         expect(row.locator("td[data-col=actual] .actual-count")).to_have_text("5")
         expect(row.locator(".mismatch-flag")).to_contain_text("the dataset row says 1,005")
         expect(dash.page.locator("#datasets-mismatch")).to_contain_text("dash-honest")
+    finally:
+        dash.close()
+
+
+def test_the_map_draws_the_terrain_relief_under_its_points(dash_server, browser, db_url):
+    """A dataset whose configuration names a registered terrain: its map (the row's Map button)
+    lays the relief PNG, loaded, in the very frame of its points, asked for over the report
+    map's extent; a dataset without a terrain has no relief."""
+    import numpy as np
+    from heimdall_synth.kernel.terrain import ElevationGrid
+    from heimdall_synth.service.report.queries import map_boxes
+    from heimdall_synth.service.report.relief import map_extent
+    from heimdall_synth.service.storage.terrains import add_terrain
+
+    api = Client(dash_server.url)
+    made = {name: api.generate(name=name, num_samples=20, seed=seed)
+            for name, seed in (("dash-ridge", 1), ("dash-flat", 2))}
+    for job in made.values():
+        api.wait(job["job_id"])
+    ridge_id = made["dash-ridge"]["dataset_id"]
+    lats = 46.5 - np.arange(301) * 0.01  # an east-west ridge along 45 N
+    heights = np.repeat((2000.0 * np.exp(-((lats - 45.0) / 0.3) ** 2))[:, None], 451, axis=1)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        add_terrain(conn, "ridge", ElevationGrid.from_array(heights, 46.5, 6.0, 0.01, 0.01))
+        conn.execute("UPDATE heimdall.synthetic_datasets SET config = config || "
+                     "'{\"terrain\": \"ridge\"}' WHERE id = %s", (ridge_id,))
+    config = api.get(f"/datasets/{ridge_id}").json["config"]
+    dash = Dashboard(browser, dash_server.url)
+    try:
+        page = dash.page
+        dash.row("dash-ridge").locator("button.map-button").click()
+        relief = page.locator("#map-relief")
+        expect(relief).to_be_visible()
+        page.wait_for_function("() => { const i = document.querySelector('#map-relief'); "
+                               "return i.complete && i.naturalWidth > 0; }", timeout=WAIT_MS)
+        extent = [float(v) for v in page.locator("#map-frame").get_attribute(
+            "data-extent").split(",")]
+        assert tuple(extent) == map_extent(map_boxes(config)[2])
+        src = relief.get_attribute("src")
+        assert src.startswith(f"{API}/datasets/{ridge_id}/relief.png?")
+        asked = dict(part.split("=") for part in src.split("?")[1].split("&"))
+        assert [float(asked[k]) for k in ("west", "east", "south", "north")] == extent
+        assert relief.bounding_box() == page.locator("#map-svg").bounding_box()
+        expect(page.locator("#map-svg .map-tx circle")).to_have_count(20, timeout=WAIT_MS)
+        expect(page.locator("#map-svg .map-rx path")).to_have_count(len(config["receivers"]))
+        expect(page.locator("#map-note")).to_contain_text("relief: terrain ridge")
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        page.locator("#map-section").screenshot(path=str(IMAGES / "map-relief.png"))
+
+        dash.row("dash-flat").locator("button.map-button").click()
+        expect(page.locator("#map-name")).to_have_text("dash-flat")
+        expect(relief).to_be_hidden()
+        expect(page.locator("#map-note")).to_contain_text("no terrain")
     finally:
         dash.close()
 

@@ -8,15 +8,21 @@ is fuzzed with schemathesis, in-process over WSGI, against a real migrated datab
   negative requests (invalid per the document) and requests carrying query parameters the
   document does not declare;
 * path ids are random UUIDs, or the ids of a seeded dataset, a completed job, a failed
-  (resumable) job and a pending job, so that the 2xx/409 paths run and not only the 404s.
+  (resumable) job and a pending job, so that the 2xx/409 paths run and not only the 404s;
+  terrain names are random text or a seeded terrain's name.
+
+POST /terrains takes multipart/form-data: schemathesis sends its files under generated names
+(``files``, ``files.png``...), never a readable .hgt or GeoTIFF, so every generated upload is
+refused (422 naming ``files``), and proved to have stored nothing; the accepted uploads are
+tested in tests/test_terrain_http.py. Nothing is excluded.
 
 Checks on every response: no 5xx (schemathesis ``not_a_server_error``); the status code, the
 content type, the headers and the body are the ones the document gives for that operation;
 invalid requests are refused (``negative_data_rejection``); every 4xx is JSON
 ``{"error", "message", "field"?}`` where ``field``, when present, names something the request
 sent or the operation declares (and an ``invalid_field`` error always has one); and the
-DATABASE IS UNCHANGED by every refused request (and by every GET): a digest of the three tables
-is taken before and after.
+DATABASE IS UNCHANGED by every refused request (and by every GET): a digest of the datasets,
+jobs, samples and terrains tables is taken before and after.
 
 Accepted ``POST /generate`` requests start real jobs. The API accepts what it documents (one
 explicit request at the documented maxima is accepted, then cancelled), but the fuzzer asks for
@@ -37,6 +43,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import psycopg
 import pytest
 import schemathesis
@@ -48,7 +55,8 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance, negative_data_rejection, response_headers_conformance,
     response_schema_conformance, status_code_conformance, unsupported_method)
 
-from heimdall_synth.service.storage import jobs
+from heimdall_synth.kernel.terrain import ElevationGrid
+from heimdall_synth.service.storage import jobs, terrains
 from heimdall_synth.service.http.app import close_app, create_app
 from heimdall_synth.service.engine.request import GenerateRequest
 from tests.helpers import db_state, publish_soak_figures
@@ -74,15 +82,19 @@ SELECT (SELECT count(*) || ' ' || coalesce(md5(string_agg(d::text, E'\\n' ORDER 
           FROM heimdall.generation_jobs j),
        (SELECT count(*) || ' ' || coalesce(md5(string_agg(f.ctid::text || f.xmin::text, ','
                                                           ORDER BY f.ctid)), '')
-          FROM heimdall.measurement_features f)
+          FROM heimdall.measurement_features f),
+       (SELECT count(*) || ' ' || coalesce(md5(string_agg(t.ctid::text || t.xmin::text, ','
+                                                          ORDER BY t.ctid)), '')
+          FROM heimdall.terrains t)
 """
 
 
 def db_digest(conn) -> tuple:
-    """Every row of the datasets and jobs tables, in full; the samples table by its row
-    versions: PostgreSQL never changes a user-table row in place (an UPDATE writes a new version
-    with a new ctid and xmin, a DELETE removes it from view), so the (ctid, xmin) set changes
-    exactly when a row is inserted, changed or deleted, without reading every array."""
+    """Every row of the datasets and jobs tables, in full; the samples and terrains tables by
+    their row versions: PostgreSQL never changes a user-table row in place (an UPDATE writes a
+    new version with a new ctid and xmin, a DELETE removes it from view), so the (ctid, xmin)
+    set changes exactly when a row is inserted, changed or deleted, without reading every
+    array."""
     return conn.execute(DIGEST_SQL).fetchone()
 
 
@@ -221,7 +233,8 @@ def bound_work(case):
 # ---------------------------------------------------------------------------- seeding
 
 def seed(app, db_url) -> dict:
-    """A completed dataset and job, a failed (resumable) job, a pending job nobody runs."""
+    """A completed dataset and job, a failed (resumable) job, a pending job nobody runs, and a
+    terrain."""
     client = app.test_client()
 
     def started(body) -> dict:
@@ -242,9 +255,12 @@ def seed(app, db_url) -> dict:
         pending = jobs.create_job(conn, GenerateRequest.from_dict(
             {"name": "pending", "num_samples": 5, "seed": 3}))
         status = {j: jobs.get_job(conn, j)["status"] for j in (done["job_id"], failed["job_id"])}
+        terrains.add_terrain(conn, "seeded terrain", ElevationGrid.from_array(
+            np.arange(12.0).reshape(3, 4), 45.0, 7.0, 0.01, 0.01))
     assert status == {done["job_id"]: "completed", failed["job_id"]: "failed"}
     return {"job_id": [done["job_id"], failed["job_id"], pending["job_id"]],
-            "dataset_id": [done["dataset_id"], failed["dataset_id"], pending["dataset_id"]]}
+            "dataset_id": [done["dataset_id"], failed["dataset_id"], pending["dataset_id"]],
+            "terrain": ["seeded terrain"]}
 
 
 def terminal_jobs(conn, ids) -> list[str]:

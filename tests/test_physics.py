@@ -61,9 +61,9 @@ def test_diffraction_clear_shortcut_matches_full_formula():
                 P.knife_edge_loss_db(v), abs=1e-12)
 
 
-def test_gaseous_absorption_calibration():
-    per_100km = 100 * P.gaseous_absorption_db_per_km(145.0)
-    assert 0.9 < per_100km < 1.2  # the model's calibration: about 1 dB per 100 km at 145 MHz
+def test_gaseous_absorption_is_p676s_without_a_floor():
+    # ITU-R P.676's oxygen and water vapour at 145 MHz: about 4e-4 dB/km (no VHF floor)
+    assert 3e-4 < P.gaseous_absorption_db_per_km(145.0) < 6e-4
     assert P.gaseous_absorption_db_per_km(6000.0) > P.gaseous_absorption_db_per_km(145.0)
 
 

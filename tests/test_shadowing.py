@@ -15,8 +15,8 @@ SIGMA, RHO, L = 5.5, 0.5, 200.0
 
 
 def values(seed, station, xs, ys, length=L, sigma=SIGMA, rho=RHO, stations=7):
-    kx, ky, phase = S.station_fields(seed, stations, length)
-    return np.array([S.shadowing_db(kx, ky, phase, station, x, y, sigma, rho)
+    fields = S.station_fields(seed, stations, length)
+    return np.array([S.shadowing_db(*fields, station, x, y, sigma, rho)
                      for x, y in zip(xs, ys)])
 
 
@@ -66,3 +66,12 @@ def test_stations_are_correlated_by_rho():
         two.append(values(seed, 5, xs, ys))
     assert np.corrcoef(np.concatenate(one), np.concatenate(two))[0, 1] == pytest.approx(
         RHO, abs=0.08)
+
+
+def test_fast_sincos_is_libms_to_an_ulp_or_two():
+    rng = np.random.default_rng(11)
+    a = np.concatenate([rng.uniform(-10, 10, 3000), rng.uniform(-1e6, 1e6, 3000),
+                        np.arange(-8, 9) * math.pi / 4])
+    got = np.array([S.sincos(v) for v in a])
+    assert np.abs(got[:, 0] - np.sin(a)).max() < 4e-16
+    assert np.abs(got[:, 1] - np.cos(a)).max() < 4e-16

@@ -50,7 +50,7 @@ def test_names_are_never_replaced_and_bad_input_changes_nothing(conn, tmp_path):
         terrains.add_terrain(conn, "", grid)
     assert bad.value.field == "name"
     (tmp_path / "N45E007.tif").write_bytes(b"II*\x00")
-    with pytest.raises(ConfigError, match="N45E007.tif: only SRTM .hgt"):
+    with pytest.raises(ConfigError, match="N45E007.tif: not a readable GeoTIFF"):
         terrains.terrain_from_files([tmp_path / "N45E007.tif"])
     with pytest.raises(NotFoundError):
         terrains.get_terrain(conn, "missing")

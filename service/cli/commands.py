@@ -313,7 +313,8 @@ def _redacted(url: str) -> str:
 
 
 def cmd_terrain_add(args) -> int:
-    """Read and merge the tiles first (a bad file changes nothing), then store the grid."""
+    """Read and merge the files (.hgt tiles, GeoTIFF) first (a bad file changes nothing), then
+    store the grid."""
     from heimdall_synth.service.storage.terrains import add_terrain, terrain_from_files
     grid = terrain_from_files(args.files)
     with _database(args) as (_, conn):

@@ -106,10 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     shell.set_defaults(func=cmd_db_shell)
     ter = command("terrain", None, "elevation grids registered for datasets' terrain")
     ter_sub = ter.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = ter_sub.add_parser("add", help="register SRTM .hgt tiles, merged, as one terrain",
-                             parents=[sub_common])
+    add = ter_sub.add_parser("add", help="register SRTM .hgt tiles and GeoTIFF files, merged, "
+                             "as one terrain", parents=[sub_common])
     add.add_argument("name", metavar="NAME", help="the terrain's name (1-100 characters)")
-    add.add_argument("files", metavar="FILE", nargs="+", help="SRTM .hgt tiles (N45E007.hgt)")
+    add.add_argument("files", metavar="FILE", nargs="+",
+                     help="SRTM .hgt tiles (N45E007.hgt) and GeoTIFF files (.tif, .tiff: a "
+                          "geographic CRS such as EPSG:4326, north-up, one band, no nodata "
+                          "cells; needs pip install 'heimdall-synth[geotiff]') on one lattice")
     add.set_defaults(func=cmd_terrain_add)
     ter_sub.add_parser("list", help="the registered terrains: bounds, spacing, SHA-256",
                        parents=[sub_common]).set_defaults(func=cmd_terrain_list)

@@ -27,6 +27,7 @@ from typing import Callable
 from psycopg.types.json import Jsonb
 
 from heimdall_synth.kernel import REJECT_REASONS, GenerationConfig
+from heimdall_synth.service.engine.request import NotFoundError
 from heimdall_synth.service.engine import states
 from heimdall_synth.service.engine.pipeline import (AUTO_BATCH_ATTEMPTS, INGEST_STREAMS,
                                                     BatchCancelled, JobStop, Lane, Producer,
@@ -255,6 +256,7 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
         return new_generated, new_attempted
 
     try:
+        producer.terrain = _job_terrain(conn, cfg, spec.get("terrain_sha256"))
         if offset + generated != num_samples:
             raise JobError(
                 f"dataset {dataset_id} holds {num_samples:,} samples but this job would continue"
@@ -376,6 +378,22 @@ def _finish(conn, job, job_id, reason, error, cfg, options, offset, requested, g
         log.error("Job %s failed: %s", job_id, message)
         raise JobError(message) from (error if isinstance(error, Exception) else None)
     return result
+
+
+def _job_terrain(conn, cfg, sha256):
+    """The grid of the job's terrain (None without one), as the job was created with it."""
+    if cfg.terrain is None:
+        return None
+    from heimdall_synth.service.storage.terrains import get_terrain
+    try:
+        grid = get_terrain(conn, cfg.terrain)
+    except NotFoundError:
+        raise JobError(f"terrain {cfg.terrain!r} is no longer registered: register the same "
+                       "grid again and resume the job") from None
+    if sha256 is not None and grid.sha256() != sha256:
+        raise JobError(f"terrain {cfg.terrain!r} was replaced since the job was created (its "
+                       "SHA-256 differs); register the grid the dataset was made with")
+    return grid
 
 
 def _connection_broken(conn) -> bool:

@@ -94,8 +94,10 @@ class Producer:
         self.dataset_id, self.job_id, self.frequency_hz = dataset_id, job_id, frequency_hz
         self.batch_size, self.cursor, self.budget_left = batch_size, cursor, budget_left
         self.need, self.run, self.max_run, self.next_sample = need, run, max_run, first_sample
-        self.inputs = pack_config(cfg)
-        self.buffer = AttemptBatch.empty(CHUNK_ATTEMPTS, self.inputs.max_receivers)
+        # Packed on the first batch (the terrain's loss maps take a while), in the producer's
+        # thread, so that a failure is the job's like any batch's.
+        self.terrain = None
+        self.inputs = self.buffer = None
         self.number = 0
         self.acceptance = 0.9  # running estimate, sizes the last batches (never the results)
 
@@ -105,6 +107,9 @@ class Producer:
             return None
         lower_priority()
         t0 = time.perf_counter()
+        if self.inputs is None:
+            self.inputs = pack_config(self.cfg, self.seed, self.terrain)
+            self.buffer = AttemptBatch.empty(CHUNK_ATTEMPTS, self.inputs.max_receivers)
         # Size a batch for what is still needed, starting small so the first COPY starts at
         # once and the pipeline fills (results never depend on batch sizes: C4).
         wanted = int(self.need * 1.2 / max(self.acceptance, 0.02)) + 256

@@ -15,7 +15,8 @@
 ``close_app(app)`` stops the job pool and lets go of the database. Config keys (all optional):
 DATABASE_URL, API_TOKEN (default $HEIMDALL_SYNTH_API_TOKEN), JOB_WORKERS (2), KERNEL_THREADS
 (None: the loop's default), EVENTS_POLL_S (0.25), EVENTS_KEEPALIVE_S (10), MAX_CONTENT_LENGTH
-(1 MiB). Importing this module does not import the Numba kernel.
+(1 MiB), MAX_TERRAIN_UPLOAD (512 MiB: the body of POST /terrains, a multipart upload of elevation
+files). Importing this module does not import the Numba kernel.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "EVENTS_POLL_S": 0.25,
     "EVENTS_KEEPALIVE_S": 10.0,
     "MAX_CONTENT_LENGTH": 1 << 20,
+    "MAX_TERRAIN_UPLOAD": 512 << 20,   # POST /terrains only (terrain_routes)
     "MAX_EXPORTS": 4,   # exports streamed at once (each holds a thread and a connection)
 }
 
@@ -87,11 +89,12 @@ def create_app(config: dict | None = None) -> Flask:
         events_poll_s=float(app.config["EVENTS_POLL_S"]),
         events_keepalive_s=float(app.config["EVENTS_KEEPALIVE_S"]))
 
-    from heimdall_synth.service.http import dataset_routes, export_routes, job_routes, meta_routes
+    from heimdall_synth.service.http import (dataset_routes, export_routes, job_routes,
+                                             meta_routes, relief_routes, terrain_routes)
     from heimdall_synth.service.http.dashboard import bp as dashboard  # GET / and its files
     from heimdall_synth.service.report.views import bp as report  # PNG plots and the page
-    for blueprint in (meta_routes.bp, job_routes.bp, dataset_routes.bp, export_routes.bp, report,
-                      dashboard):
+    for blueprint in (meta_routes.bp, job_routes.bp, dataset_routes.bp, export_routes.bp,
+                      terrain_routes.bp, relief_routes.bp, report, dashboard):
         app.register_blueprint(blueprint)
     app.before_request(_authorize)
     app.teardown_appcontext(close_db)

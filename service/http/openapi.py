@@ -11,6 +11,7 @@ from typing import Any
 
 from heimdall_synth.service.http.openapi_schemas import (API, component_schemas, error_response,
                                                          json_response, ref)
+from heimdall_synth.service.http.relief_routes import BOUNDS as RELIEF_BOUNDS
 from heimdall_synth.service.report import PLOTS
 
 
@@ -197,6 +198,7 @@ def _paths() -> dict:
             description="Parquet streams from the first row group; NPZ starts once every "
                         "column has been read (to temporary files). Memory stays bounded "
                         "whatever the dataset's size.")},
+        **_terrain_paths(),
         f"{API}/datasets/{{dataset_id}}/report/{{plot}}.png": {"get": _op(
             "One plot of the dataset's report as a PNG image", {
                 "200": {"description": "the plot (an empty dataset gives a plot that says so)",
@@ -210,6 +212,77 @@ def _paths() -> dict:
                 "schema": {"type": "string", "enum": list(PLOTS)}}],
             description="The HTML page GET /datasets/{dataset_id}/report (not part of this "
                         "API) shows every plot with the dataset's metadata.")},
+        f"{API}/datasets/{{dataset_id}}/relief.png": {"get": _op(
+            "The dataset's terrain as shaded relief (a PNG image over a lat/lon extent)", {
+                "200": {"description": "the relief, north up, covering exactly the extent asked "
+                                       "for (transparent beyond the terrain's grid), at most "
+                                       "1000 pixels a side",
+                        "headers": {"Cache-Control": {"description": "no-cache",
+                                                      "schema": {"type": "string"}}},
+                        "content": {"image/png": {"schema": {
+                            "type": "string", "contentMediaType": "image/png"}}}},
+                "404": error_response("no such dataset, or it uses no terrain, or its terrain "
+                                      "is no longer registered (field dataset_id)"),
+                "422": error_response("a bound is not a number of degrees, out of range, or "
+                                      "the extent is empty (names it)")},
+            tag="datasets", op_id="datasetRelief", params=[ds_id, *(
+                _query(name, {"type": "number", "minimum": lo, "maximum": hi},
+                       f"{name} edge of the image, degrees (default: the dataset's map extent, "
+                       "as on the report's map)")
+                for name, (lo, hi) in RELIEF_BOUNDS.items())],
+            description="Shaded with light from the north-west (azimuth 315 degrees), 45 "
+                        "degrees above the horizon; the dashboard draws it under its map. "
+                        "Only for a dataset whose configuration names a terrain.")},
+    }
+
+
+def _terrain_paths() -> dict:
+    name = {"name": "terrain", "in": "path", "required": True,
+            "description": "the terrain's name (URL-encoded)",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 100}}
+    missing = error_response("no terrain has this name (field: terrain)")
+    bad_name = error_response("the name in the path is not a valid terrain name (field: "
+                              "terrain), or an unknown query parameter")
+    add = _op(
+        "Register elevation files (SRTM .hgt, GeoTIFF), merged, as one terrain", {
+            "201": {**json_response(ref("Terrain"), "registered"), "headers": {
+                "Location": {"description": "the terrain's URL", "required": True,
+                             "schema": {"type": "string"}}}},
+            "400": error_response("a malformed multipart body"),
+            "409": error_response("a terrain has this name (name_taken)"),
+            "413": error_response("the body is larger than the server's MAX_TERRAIN_UPLOAD "
+                                  "(512 MiB by default) or has too many parts "
+                                  "(payload_too_large)"),
+            "415": error_response("the body is not Content-Type: multipart/form-data"),
+            "422": error_response("name or files is missing or invalid: a file that is not "
+                                  ".hgt/.tif/.tiff, cannot be read, has voids or nodata "
+                                  "cells, is not in a geographic CRS, or does not merge with "
+                                  "the others (field: name, files, or an unknown field)")},
+        tag="terrains", op_id="addTerrain", write=True,
+        description="The files are read and merged first; nothing is stored unless every file "
+                    "is good and the name is free. GeoTIFF needs the server's optional "
+                    "geotiff extra (rasterio).")
+    add["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+        "schema": ref("TerrainUpload"),
+        "encoding": {"files": {"contentType": "application/octet-stream"}}}}}
+    return {
+        f"{API}/terrains": {
+            "get": _op("List the registered terrains", {
+                "200": json_response(ref("TerrainList"), "terrains, by name")},
+                tag="terrains", op_id="listTerrains"),
+            "post": add},
+        f"{API}/terrains/{{terrain}}": {
+            "get": _op("A registered terrain: bounds, spacing, size, SHA-256, sources", {
+                "200": json_response(ref("Terrain"), "the terrain"), "404": missing,
+                "422": bad_name},
+                tag="terrains", op_id="getTerrain", params=[name]),
+            "delete": _op("Delete a terrain", {
+                "204": {"description": "deleted"}, "404": missing, "422": bad_name},
+                tag="terrains", op_id="deleteTerrain", params=[name], write=True,
+                description="Allowed even when datasets were made with it: a dataset records "
+                            "the terrain's SHA-256, not a reference to it, so it stays "
+                            "readable; expanding it will be refused until a terrain with that "
+                            "hash is registered again.")},
     }
 
 
@@ -221,10 +294,12 @@ def build_openapi(version: str = "0.1.0") -> dict:
             "title": "heimdall-synth",
             "version": version,
             "description": "Synthetic training data for RF transmitter localization: create "
-                           "and expand datasets, follow their jobs, read their samples. Errors "
+                           "and expand datasets, follow their jobs, read their samples, register "
+                           "terrains (elevation grids). Errors "
                            "are {\"error\": code, \"message\": text, \"field\": name?}.",
         },
-        "tags": [{"name": "jobs"}, {"name": "datasets"}, {"name": "meta"}],
+        "tags": [{"name": "jobs"}, {"name": "datasets"}, {"name": "terrains"},
+                 {"name": "meta"}],
         "paths": _paths(),
         "components": {
             "schemas": component_schemas(),

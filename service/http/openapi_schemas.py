@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from heimdall_synth.kernel.config import plain
-from heimdall_synth.kernel.defaults import PARAMETERS, RECEIVER_LIMITS, Param
+from heimdall_synth.kernel.defaults import (PARAMETERS, POLARIZATIONS, RECEIVER_LIMITS,
+                                             STATION_ANTENNA_GAIN, STATION_FIELDS, Param)
 
 API = "/api/training/synthetic"
 
@@ -31,8 +32,23 @@ def receiver_schema() -> dict:
                      "description": "receiver name, unique within the list"},
             **{k: {"type": "number", "minimum": lo, "maximum": hi,
                    "description": {"lat": "latitude (deg N)", "lon": "longitude (deg E)",
-                                   "alt_m": "altitude above sea level (m)"}[k]}
+                                   "alt_m": "ground altitude above sea level (m); may be "
+                                            "null with a terrain (read from it)"}[k]}
                for k, (lo, hi) in RECEIVER_LIMITS.items()},
+            **{k: {"type": "number", "minimum": lo, "maximum": hi,
+                   "description": {"antenna_height_m": "antenna height above ground (m)",
+                                   "clutter_db": "the station's fixed clutter loss (dB)"}[k]
+                   + f"; default {default:g}"}
+               for k, (lo, hi, default) in STATION_FIELDS.items()},
+            "antenna": {"type": "object", "additionalProperties": False,
+                        "description": "the station's own antenna (default omni vertical)",
+                        "properties": {
+                            "type": {"type": "string", "enum": list(STATION_ANTENNA_GAIN)},
+                            "azimuth_deg": {"type": "number", "minimum": 0, "maximum": 360,
+                                            "description": "pointing, directional types only"},
+                            "gain_dbi": {"type": "number", "description":
+                                         "within the type's range; default its middle"},
+                            "polarization": {"type": "string", "enum": list(POLARIZATIONS)}}},
         },
     }
 
@@ -126,7 +142,8 @@ TIME = {"type": ["string", "null"], "format": "date-time"}
 #: ones) and nothing else is, so checking a response against the document checks it all.
 _OPTIONAL = {"Error": ("field", "fields"), "GenerateAccepted": ("notices",),
              "Health": ("message",)}
-_OPEN = ("GenerateRequest", "Receiver", "DatasetRename", "JobEvent")  # request bodies, events
+_OPEN = ("GenerateRequest", "Receiver", "DatasetRename", "JobEvent",  # request bodies, events
+         "TerrainUpload")
 
 
 def _closed(schema: dict, optional=()) -> dict:
@@ -153,8 +170,8 @@ def component_schemas() -> dict:
                 "error": {"type": "string", "description": "machine-readable code, e.g. "
                           "invalid_field, not_found, name_taken, conflicting_override, "
                           "dataset_busy, not_active, not_resumable, malformed_json, "
-                          "unsupported_media_type, unauthorized, forbidden, method_not_allowed, "
-                          "internal_error"},
+                          "unsupported_media_type, payload_too_large, unauthorized, forbidden, "
+                          "method_not_allowed, internal_error"},
                 "message": {"type": "string", "description": "what is wrong, for a person"},
                 "field": {"type": "string", "description": "the field at fault, when one is"},
                 "fields": {"type": "array", "items": {"type": "string"},
@@ -252,6 +269,10 @@ def component_schemas() -> dict:
                 "next_attempt_index": {"type": "integer"},
                 "quality_metrics": {"type": "object"},
                 "storage_size_bytes": NULL_INT,
+                "model_version": {"type": "integer", "description": "version of the physics "
+                                  "that generated the dataset (docs/MODEL.md)"},
+                "terrain_sha256": {"type": ["string", "null"],
+                                   "description": "SHA-256 of the terrain's grid, if any"},
                 "config": {"type": "object", "description": "the full effective configuration"},
                 "created_at": TIME, "updated_at": TIME,
                 "created_by_job_id": {"type": ["string", "null"], "format": "uuid"},
@@ -303,9 +324,59 @@ def component_schemas() -> dict:
             "max_sample_index": NULL_INT, "index_dense": {"type": "boolean"},
             "duplicate_indices": {"type": "integer"}, "next_attempt_index": {"type": "integer"},
             "ok": {"type": "boolean"}}},
+        "Terrain": terrain_schema(),
+        "TerrainList": {"type": "object", "properties": {
+            "terrains": {"type": "array", "items": ref("Terrain")}}},
+        "TerrainUpload": terrain_upload_schema(),
         "Health": {"type": "object", "required": ["status", "version"], "properties": {
             "status": {"type": "string", "enum": ["ok", "unavailable"]},
             "database": {"type": "string", "enum": ["ok", "unreachable"]},
             "version": {"type": "string"}, "schema_version": NULL_INT,
             "active_jobs": {"type": "integer"}, "message": {"type": "string"}}},
     })
+
+
+def terrain_schema() -> dict:
+    """A registered terrain (storage.terrains.describe): placement, spacing, size, hash."""
+    deg = {"type": "number"}
+    return {
+        "type": "object",
+        "description": "a registered elevation grid; latitudes and longitudes are those of the "
+                       "cell centres (degrees, WGS 84 or the datum of the files)",
+        "properties": {
+            "name": {"type": "string"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                       "description": "SHA-256 of the grid's placement, spacing and heights"},
+            "north": {**deg, "description": "latitude of the first (northernmost) row"},
+            "west": {**deg, "description": "longitude of the first (westernmost) column"},
+            "dlat": {"type": "number", "exclusiveMinimum": 0,
+                     "description": "degrees between rows"},
+            "dlon": {"type": "number", "exclusiveMinimum": 0,
+                     "description": "degrees between columns"},
+            "rows": {"type": "integer", "minimum": 2}, "cols": {"type": "integer", "minimum": 2},
+            "sources": {"type": "array", "items": {"type": "string"},
+                        "description": "the names of the files it was made from"},
+            "created_at": TIME,
+            "south": {**deg, "description": "latitude of the last row"},
+            "east": {**deg, "description": "longitude of the last column"},
+            "spacing_arcsec": {"type": "number", "description": "dlat in arc-seconds"},
+        }}
+
+
+def terrain_upload_schema() -> dict:
+    """The multipart/form-data body of POST /terrains."""
+    from heimdall_synth.service.http.terrain_routes import MAX_FILES
+    return {
+        "type": "object", "additionalProperties": False, "required": ["name", "files"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100,
+                     "description": "the terrain's name, unique (no NUL, no lone surrogate)"},
+            "files": {"type": "array", "minItems": 1, "maxItems": MAX_FILES,
+                      "items": {"type": "string", "format": "binary",
+                                "contentMediaType": "application/octet-stream"},
+                      "description": "SRTM .hgt tiles (named after their south-west corner, "
+                                     "N45E007.hgt) and GeoTIFF files (.tif, .tiff: geographic "
+                                     "CRS, north-up, one band, no nodata cells) on one "
+                                     "lattice, merged into one grid. Each part's file name "
+                                     "(its base name; folders are dropped) is kept."},
+        }}

@@ -127,7 +127,8 @@ def dataset_json(row: Mapping) -> dict:
     dataset_id = str(row["id"])
     out = {k: row.get(k) for k in (
         "name", "description", "dataset_type", "seed", "num_samples", "next_attempt_index",
-        "quality_metrics", "storage_size_bytes", "created_at", "updated_at", "config")}
+        "quality_metrics", "storage_size_bytes", "created_at", "updated_at", "config",
+        "model_version", "terrain_sha256")}
     actual = row.get("actual_count")
     out = {"id": dataset_id, **out,
            "metadata_count": row.get("num_samples"),

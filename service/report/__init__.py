@@ -2,6 +2,7 @@
 
 * ``queries``: the data behind each plot, computed in PostgreSQL with bounded memory;
 * ``plots``: one matplotlib figure per plot (Agg, imported on first use);
+* ``relief``: a terrain's shaded relief, under the report's map and the dashboard's;
 * ``render``: ``write_report`` (every plot to ``DIR/<plot>.png``, for the CLI) and
   ``render_png`` (one plot as PNG bytes, for HTTP);
 * ``views``: ``GET /api/training/synthetic/datasets/<id>/report/<plot>.png`` and the page

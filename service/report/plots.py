@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from heimdall_synth.service.report import PLOTS
+from heimdall_synth.service.report import PLOTS, relief
 
 FIGSIZE_IN, DPI = (8.0, 5.5), 100
 #: The plot area's background: the tests find the plot area in a PNG by this colour.
@@ -79,12 +79,16 @@ def sample_text(sample) -> str:
 # ------------------------------------------------------------------------ the plots
 
 def map_figure(data):
-    """Transmitters (a sample), the receivers by name, and the boxes transmitters are drawn in."""
+    """Transmitters (a sample), the receivers by name, and the boxes transmitters are drawn in;
+    the dataset's terrain as shaded relief under them when it has one (named in the subtitle)."""
     from matplotlib.patches import Rectangle
 
     shown = len(data.tx_lat)
-    fig, ax = new_figure(PLOTS["map"], f"{sample_text(data.sample)} shown" if shown
-                         else "no samples")
+    subtitle = f"{sample_text(data.sample)} shown" if shown else "no samples"
+    terrain = data.terrain
+    if terrain is not None:
+        subtitle += f"; {terrain.caption()}"
+    fig, ax = new_figure(PLOTS["map"], subtitle)
     if shown:
         ax.scatter(data.tx_lon, data.tx_lat, s=6, color=TX_COLOR, alpha=0.4, linewidths=0,
                    label=f"transmitters ({shown:,})", zorder=2)
@@ -108,9 +112,12 @@ def map_figure(data):
         ax.scatter([r["lon"] for r in data.receivers], [r["lat"] for r in data.receivers],
                    s=90, marker="^", color=RX_COLOR, edgecolors="black", linewidths=0.8,
                    zorder=5, label=f"receivers ({len(data.receivers)})")
-    pad = 0.05 * max(lat1 - lat0, lon1 - lon0)
-    ax.set_xlim(lon0 - pad, lon1 + pad)
-    ax.set_ylim(lat0 - pad, lat1 + pad)
+    west, east, south, north = relief.map_extent(data.outer_box)
+    if terrain is not None and terrain.grid is not None:
+        # the terrain as shaded relief under everything else, over exactly the map's extent
+        relief.draw(ax, relief.shade(terrain.grid, (west, east, south, north)))
+    ax.set_xlim(west, east)
+    ax.set_ylim(south, north)
     # degrees of longitude are shorter than degrees of latitude by cos(latitude)
     ax.set_aspect(1.0 / math.cos(math.radians((lat0 + lat1) / 2.0)), adjustable="box")
     ax.set_xlabel("longitude (deg E)")

@@ -11,7 +11,8 @@ Nothing here reads a dataset into Python; what comes back is bounded whatever it
   function of its attempt index, C4), so every k-th one is an unbiased sample, spread over all
   of the dataset's jobs in proportion. The links' (distance, power) pairs are binned in SQL too.
 * the receivers and the area come from the dataset's stored configuration (random receivers:
-  their positions in a sample of at most ``RECEIVER_SAMPLE_LIMIT`` samples);
+  their positions in a sample of at most ``RECEIVER_SAMPLE_LIMIT`` samples); so does the
+  terrain drawn as shaded relief under the map (its grid read from heimdall.terrains);
 * the outcomes of attempts are summed over the dataset's jobs in SQL.
 
 Use ``snapshot(conn)`` around several calls so that their figures agree while a job appends.
@@ -66,6 +67,16 @@ def data_version(conn, dataset_id) -> tuple:
     if row is None:
         raise NotFoundError(f"no dataset {dataset_id}", field="dataset_id")
     return (str(dataset_id), *(int(v) for v in row))
+
+
+def terrain_version(conn, dataset_id) -> tuple:
+    """(terrain name, its SHA-256) of the dataset's configuration, (None, None) without one and
+    (name, None) when that name is not registered: what else the map shows depends on."""
+    row = conn.execute(
+        "SELECT d.config->>'terrain', t.sha256 FROM heimdall.synthetic_datasets d LEFT JOIN "
+        "heimdall.terrains t ON t.name = d.config->>'terrain' WHERE d.id = %s",
+        (str(dataset_id),)).fetchone()
+    return (None, None) if row is None else (row[0], row[1])
 
 
 def _finite(expr: str) -> str:
@@ -219,13 +230,35 @@ class MapData:
     outer_box: Box                # inner_box widened by margin_deg: no transmitter lies outside
     inside_ratio: float
     margin_deg: float
+    #: the terrain the dataset's configuration names (``relief.DatasetTerrain``: its grid when
+    #: still registered, drawn as shaded relief under the map); None when it names none
+    terrain: object = None
+
+
+def map_boxes(cfg: dict) -> tuple[tuple, Box, Box]:
+    """(fixed receivers or (), inner box, outer box) from a dataset's stored configuration:
+    the receivers' bounding box (random receivers: their area), and that box widened by
+    margin_deg."""
+    if cfg["use_random_receivers"]:
+        inner = (cfg["area_lat_min"], cfg["area_lat_max"], cfg["area_lon_min"],
+                 cfg["area_lon_max"])
+        receivers = ()
+    else:
+        receivers = tuple(dict(r) for r in cfg["receivers"])
+        lats, lons = [r["lat"] for r in receivers], [r["lon"] for r in receivers]
+        inner = (min(lats), max(lats), min(lons), max(lons))
+    m = float(cfg["margin_deg"])
+    return receivers, inner, (inner[0] - m, inner[1] + m, inner[2] - m, inner[3] + m)
 
 
 def map_data(conn, dataset: dict, limit: int = SAMPLE_LIMIT,
              receiver_limit: int = RECEIVER_SAMPLE_LIMIT) -> MapData:
+    from heimdall_synth.service.report.relief import dataset_terrain
+
     cfg, dataset_id = dataset["config"], dataset["id"]
     random = bool(cfg["use_random_receivers"])
     with snapshot(conn):
+        terrain = dataset_terrain(conn, cfg)
         sample = sample_of(conn, dataset_id, limit)
         # In sample order: the same dataset always draws the same picture.
         tx = conn.execute(f"SELECT f.tx_latitude, f.tx_longitude FROM {_SAMPLED} ORDER BY g.i",
@@ -238,18 +271,9 @@ def map_data(conn, dataset: dict, limit: int = SAMPLE_LIMIT,
                 sample_of(conn, dataset_id, receiver_limit).params(dataset_id)).fetchall()
     tx_arr = np.array(tx, dtype=float).reshape(-1, 2)
     rx_arr = np.array(rx, dtype=float).reshape(-1, 2)
-    if random:
-        inner = (cfg["area_lat_min"], cfg["area_lat_max"], cfg["area_lon_min"],
-                 cfg["area_lon_max"])
-        receivers = ()
-    else:
-        receivers = tuple(dict(r) for r in cfg["receivers"])
-        lats, lons = [r["lat"] for r in receivers], [r["lon"] for r in receivers]
-        inner = (min(lats), max(lats), min(lons), max(lons))
-    m = float(cfg["margin_deg"])
-    outer = (inner[0] - m, inner[1] + m, inner[2] - m, inner[3] + m)
+    receivers, inner, outer = map_boxes(cfg)
     return MapData(tx_arr[:, 0], tx_arr[:, 1], sample, receivers, rx_arr[:, 0], rx_arr[:, 1],
-                   inner, outer, float(cfg["inside_ratio"]), m)
+                   inner, outer, float(cfg["inside_ratio"]), float(cfg["margin_deg"]), terrain)
 
 
 @dataclass(frozen=True)

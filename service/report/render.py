@@ -58,8 +58,9 @@ def _draw(name: str, data):
 
 
 class _PngCache:
-    """The latest PNGs by (plot, data version): a page opened again, or a dataset's plots
-    fetched by several clients, costs no scan of its samples until the dataset changes."""
+    """The latest PNGs by (plot, data version; the map also by its terrain's name and hash): a
+    page opened again, or a dataset's plots fetched by several clients, costs no scan of its
+    samples until the dataset changes."""
 
     def __init__(self, size: int):
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
@@ -85,7 +86,10 @@ def render_png(conn, dataset_id, plot: str) -> bytes:
     from heimdall_synth.service.storage.ids import uuid_of
 
     with queries.snapshot(conn):
-        key = (plot, *queries.data_version(conn, uuid_of(dataset_id, "dataset_id")))
+        dataset_uuid = uuid_of(dataset_id, "dataset_id")
+        key = (plot, *queries.data_version(conn, dataset_uuid))
+        if plot == "map":  # its relief: the terrain the dataset names, as registered now
+            key += queries.terrain_version(conn, dataset_uuid)
         png = PNG_CACHE.get(key)
         if png is None:
             fig = figures(conn, dataset_id, (plot,))[plot]

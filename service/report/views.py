@@ -59,11 +59,13 @@ def page(dataset_id):
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
     from heimdall_synth.service.report.queries import outcomes, snapshot
+    from heimdall_synth.service.report.relief import dataset_terrain
     conn = get_db()
     with snapshot(conn):
         dataset = datasets.get_dataset(conn, dataset_id)
         job_rows = jobs.list_jobs(conn, dataset_id, limit=JOBS_SHOWN)
         outcome = outcomes(conn, dataset_id)
+        terrain = dataset_terrain(conn, dataset["config"], with_grid=False)
     quality = dataset["quality_metrics"] or {}
     config = dataset["config"] or {}
     if config.get("use_random_receivers"):
@@ -73,7 +75,7 @@ def page(dataset_id):
         receivers = ", ".join(r["name"] for r in config.get("receivers", ()))
     return render_template(
         "report/page.html", dataset=dataset, jobs=job_rows, jobs_shown=JOBS_SHOWN,
-        outcome=outcome, receivers=receivers,
+        outcome=outcome, receivers=receivers, terrain=terrain,
         quality=[(label, _number(quality.get(key)), unit) for key, label, unit in QUALITY_ROWS],
         config=[(key, _number(config.get(key))) for key in CONFIG_ROWS],
         plots=[(name, title, url_for("report.plot_png", dataset_id=dataset_id, plot=name))

@@ -22,7 +22,7 @@ ACTUAL_COUNT_SQL = "SELECT count(*) FROM heimdall.measurement_features f WHERE f
 
 DATASET_COLUMNS = ("id, name, description, dataset_type, seed, config, num_samples, "
                    "next_attempt_index, quality_metrics, storage_size_bytes, created_at, "
-                   "updated_at, created_by_job_id")
+                   "updated_at, created_by_job_id, model_version, terrain_sha256")
 RECORDING_PREFIX_KEY = "synthetic_datasets_recording_prefix_key"
 ID_TRIES = 8
 
@@ -33,7 +33,7 @@ def rows_of(cur) -> list[dict]:
 
 
 def insert_dataset(conn, *, name: str, description, dataset_type: str, seed: int,
-                   config: dict, job_id) -> uuid.UUID:
+                   config: dict, job_id, model_version: int, terrain_sha256=None) -> uuid.UUID:
     """Insert a new dataset (inside the caller's transaction) and return its id.
 
     ConflictError when the name is taken. The first 8 bytes of the id prefix every recording
@@ -46,11 +46,12 @@ def insert_dataset(conn, *, name: str, description, dataset_type: str, seed: int
             with conn.transaction():  # a savepoint: a clash leaves the caller's work intact
                 inserted = conn.execute(
                     "INSERT INTO heimdall.synthetic_datasets (id, name, description, "
-                    "dataset_type, seed, config, created_by_job_id, storage_size_bytes) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, 0) "
+                    "dataset_type, seed, config, created_by_job_id, storage_size_bytes, "
+                    "model_version, terrain_sha256) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, 0, %s, %s) "
                     "ON CONFLICT (name) DO NOTHING RETURNING id",
                     (dataset_id, name, description, dataset_type, seed, Jsonb(config),
-                     job_id)).fetchone()
+                     job_id, model_version, terrain_sha256)).fetchone()
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != RECORDING_PREFIX_KEY:
                 raise

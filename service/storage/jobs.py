@@ -12,7 +12,8 @@ import uuid
 
 from psycopg.types.json import Jsonb
 
-from heimdall_synth.kernel.config import plain
+from heimdall_synth.kernel.config import ConfigError, plain
+from heimdall_synth.kernel.defaults import MODEL_VERSION
 from heimdall_synth.service.engine.request import (ConflictError, GenerateRequest, NotFoundError,
                                                    config_of, resolve_expansion)
 from heimdall_synth.service.engine.states import ACTIVE, RESUMABLE, transition
@@ -37,25 +38,32 @@ def create_job(conn, request: GenerateRequest, job_id=None) -> dict:
     with conn.transaction():
         if request.is_expansion:
             row = conn.execute(
-                "SELECT id, seed, config, num_samples FROM heimdall.synthetic_datasets "
-                "WHERE id = %s", (request.expand_dataset_id,)).fetchone()
+                "SELECT id, seed, config, num_samples, model_version, terrain_sha256 FROM "
+                "heimdall.synthetic_datasets WHERE id = %s",
+                (request.expand_dataset_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no dataset {request.expand_dataset_id}",
                                     field="expand_dataset_id")
-            dataset_id, stored_seed, stored_config, count = row
+            dataset_id, stored_seed, stored_config, count, version, stored_sha = row
             cfg, seed, overrides = resolve_expansion(request, stored_config, stored_seed)
+            overrides.update(version_and_terrain_overrides(conn, request, cfg, version,
+                                                           stored_sha))
+            terrain_sha = terrain_hash(conn, cfg)
             kind = "expand"
         else:
             cfg = config_of(request.given)
             seed = request.given.get("seed")
             seed = secrets.randbelow(2**63) if seed is None else seed
             overrides, kind, count = {}, "create", 0
+            terrain_sha = terrain_hash(conn, cfg)
             dataset_id = insert_dataset(conn, name=request.given["name"],
                                         description=request.given.get("description"),
                                         dataset_type=cfg.dataset_type, seed=seed,
-                                        config=cfg.to_dict(), job_id=job_id)
+                                        config=cfg.to_dict(), job_id=job_id,
+                                        model_version=MODEL_VERSION, terrain_sha256=terrain_sha)
         spec = {"config": cfg.to_dict(), "seed": seed, "options": options,
-                "request": plain(request.given)}
+                "request": plain(request.given), "model_version": MODEL_VERSION,
+                "terrain_sha256": terrain_sha}
         conn.execute(
             "INSERT INTO heimdall.generation_jobs (id, dataset_id, kind, status, config, "
             "requested, overrides, progress_message) "
@@ -65,6 +73,50 @@ def create_job(conn, request: GenerateRequest, job_id=None) -> dict:
              + (f" (continued from {count:,})" if count else "")))
     return {"job_id": str(job_id), "dataset_id": str(dataset_id), "kind": kind,
             "status": "pending", "overrides": overrides}
+
+
+def terrain_hash(conn, cfg) -> str | None:
+    """The SHA-256 of the terrain the configuration names (None without one); an unregistered
+    name is refused naming the field."""
+    if cfg.terrain is None:
+        return None
+    row = conn.execute("SELECT sha256 FROM heimdall.terrains WHERE name = %s",
+                       (cfg.terrain,)).fetchone()
+    if row is None:
+        raise ConfigError("terrain", f"no terrain named {cfg.terrain!r} is registered (add it "
+                                     "with: heimdall-synth terrain add NAME FILE...)")
+    return row[0]
+
+
+def version_and_terrain_overrides(conn, request, cfg, version: int, stored_sha) -> dict:
+    """An expansion runs this code's model version on the dataset's terrain. Another model
+    version, or a terrain whose grid differs from the one the dataset recorded, is refused
+    naming it (ConflictError) unless allow_parameter_override; then it is recorded. A terrain
+    that is no longer registered is always refused: there is nothing to run on."""
+    overrides, differ = {}, []
+    if version != MODEL_VERSION:
+        overrides["model_version"] = {"dataset": version, "job": MODEL_VERSION}
+        differ.append("model_version")
+    if cfg.terrain is not None:
+        row = conn.execute("SELECT sha256 FROM heimdall.terrains WHERE name = %s",
+                           (cfg.terrain,)).fetchone()
+        if row is None:
+            raise ConflictError(f"the dataset's terrain {cfg.terrain!r} is no longer "
+                                "registered: register the same grid again to expand it",
+                                ["terrain"], code="terrain_missing")
+        if row[0] != stored_sha:
+            overrides["terrain_sha256"] = {"dataset": stored_sha, "job": row[0]}
+            differ.append("terrain")
+    if differ and not request.get("allow_parameter_override"):
+        what = {"model_version": f"the dataset was generated by model version {version} and "
+                                 f"this code generates version {MODEL_VERSION}",
+                "terrain": f"terrain {cfg.terrain!r} is not the grid the dataset was made "
+                           "with (its SHA-256 differs)"}
+        raise ConflictError("an expansion cannot change what the dataset means: "
+                            + "; ".join(what[k] for k in differ)
+                            + " (send allow_parameter_override: true to record the change on "
+                              "this job anyway)", differ, code="conflicting_override")
+    return overrides
 
 
 def get_job(conn, job_id) -> dict:

@@ -20,6 +20,7 @@ export class DatasetsTable {
     this.refreshing = new Map(); // id -> {busy, queued, urgent, timer, last}
     this.listeners = [];
     this.onExpand = () => {};
+    this.onMap = () => {};
     this.onError = () => {};
   }
 
@@ -147,6 +148,8 @@ export class DatasetsTable {
     const api = `/api/training/synthetic/datasets/${id}`;
     const expand = el("button", { type: "button", class: "secondary small", text: "Expand…" });
     expand.addEventListener("click", () => this.onExpand(id));
+    const map = el("button", { type: "button", class: "secondary small map-button", text: "Map" });
+    map.addEventListener("click", () => this.onMap(id));
     const cells = {
       name: el("strong", { class: "dataset-name" }),
       description: el("span", { class: "description" }),
@@ -167,7 +170,7 @@ export class DatasetsTable {
          el("a", { href: `/datasets/${id}/report`, text: "report" }), " · ",
          el("a", { href: `${api}/export?format=parquet`, text: "parquet" }), " · ",
          el("a", { href: `${api}/export?format=npz`, text: "npz" }), " · ",
-         el("a", { href: api, text: "JSON" }), " ", expand));
+         el("a", { href: api, text: "JSON" }), " ", expand, " ", map));
     return { tr, cells };
   }
 

@@ -5,6 +5,7 @@ import { get, getToken, setToken } from "./api.js";
 import { DatasetsTable } from "./datasets.js";
 import { createForm, expandForm } from "./forms.js";
 import { JobsPanel } from "./jobs.js";
+import { DatasetMap } from "./map.js";
 
 const HEALTH_EVERY_MS = 15000;
 const $ = (selector) => document.querySelector(selector);
@@ -68,6 +69,9 @@ async function main() {
   const jobs = new JobsPanel($("#jobs"), $("#jobs-empty"), datasets);
   jobs.onError = apiError;
   $("#datasets-reload").addEventListener("click", () => datasets.loadAll());
+  const map = new DatasetMap($("#map-section"));
+  datasets.onMap = (id) => map.show(datasets.get(id)).catch(
+    (err) => showBanner(`The map failed: ${err.message}`));
 
   const [openapi] = await Promise.all([get("/api/openapi.json"), datasets.loadAll(), health()]);
   if (!openapi.ok) {
