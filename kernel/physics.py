@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .jit import njit
-from .layout import (EARTH_RADIUS_M, K_FACTOR, MIN_PATH_KM, SINGULAR_RTOL, SPEED_OF_LIGHT)
+from .layout import MIN_PATH_KM, SINGULAR_RTOL
 
 INF = math.inf
 DB20_PER_NEPER = 20.0 / math.log(10.0)
@@ -28,47 +28,6 @@ def knife_edge_loss_db(v):
         return 0.0
     # 20 log10(sqrt((v - 0.1)^2 + 1) + v - 0.1) is 20 / ln(10) * asinh(v - 0.1): one call
     return 6.9 + DB20_PER_NEPER * math.asinh(v - 0.1)
-
-
-@njit(inline="always")
-def earth_bulge_edge(d_m, h1_m, h2_m, wavelength_m):
-    """The smooth-earth bulge (k = 4/3) as a knife edge at its point of greatest obstruction
-    above the line of sight between antennas h1 and h2 (m above sea level).
-
-    The obstruction height h(x) = x (d - x) / (2 k R) - (h1 + (h2 - h1) x / d) peaks at
-    x* = d/2 - k R (h2 - h1) / d, kept within 1 %..99 % of the path so the edge is never at an
-    antenna. Returns (h, w) with the Fresnel parameter v = h sqrt(w).
-    """
-    re = K_FACTOR * EARTH_RADIUS_M
-    inv_d = 1.0 / d_m
-    x = 0.5 * d_m - re * (h2_m - h1_m) * inv_d
-    x = min(max(x, 0.01 * d_m), 0.99 * d_m)
-    h = x * (d_m - x) * (0.5 / re) - (h1_m + (h2_m - h1_m) * x * inv_d)
-    return h, 2.0 * d_m / (wavelength_m * x * (d_m - x))
-
-
-@njit
-def earth_bulge_v(d_m, h1_m, h2_m, wavelength_m):
-    """Fresnel parameter v of the earth bulge (positive when it rises above the line of sight)."""
-    h, w = earth_bulge_edge(d_m, h1_m, h2_m, wavelength_m)
-    return h * math.sqrt(w)
-
-
-@njit(inline="always")
-def diffraction_loss_db(d_km, h1_m, h2_m, f_mhz):
-    """Smooth-earth diffraction loss (dB) of a path: J(v) of the earth bulge."""
-    d_m = max(d_km, MIN_PATH_KM) * 1000.0
-    h, w = earth_bulge_edge(d_m, h1_m, h2_m, SPEED_OF_LIGHT / (f_mhz * 1e6))
-    if h < 0.0 and h * h * w >= 0.78 * 0.78:
-        return 0.0  # v <= -0.78: first Fresnel zone clear (no square root or log needed)
-    return knife_edge_loss_db(h * math.sqrt(w))
-
-
-@njit
-def radio_horizon_km(h1_m, h2_m):
-    """Distance at which the line of sight grazes the k = 4/3 earth: sqrt(2kRh1) + sqrt(2kRh2)."""
-    re = K_FACTOR * EARTH_RADIUS_M
-    return (math.sqrt(2.0 * re * h1_m) + math.sqrt(2.0 * re * h2_m)) / 1000.0
 
 
 @njit

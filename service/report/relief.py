@@ -226,8 +226,8 @@ def dataset_terrain(conn, config, with_grid: bool = True) -> DatasetTerrain | No
 # ------------------------------------------------------------------------ PNG cache (HTTP)
 
 class PngCache:
-    """The latest relief PNGs by (terrain SHA-256, extent): a terrain never changes under its
-    hash, so a cached image is right for as long as the key matches."""
+    """The latest PNGs by key, least recently used dropped first (the report's plots and the
+    relief: a relief is keyed by terrain SHA-256 and extent, and never changes under it)."""
 
     def __init__(self, size: int):
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()

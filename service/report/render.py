@@ -4,11 +4,11 @@ bytes (``render_png``, HTTP). Each reads its data in one database snapshot."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from heimdall_synth.service.report import PLOT_NAMES, PLOTS
 from heimdall_synth.service.report import plots, queries
+from heimdall_synth.service.report.relief import PngCache
 
 # matplotlib keeps module-level caches (fonts, text layout) that are not safe to fill from
 # several threads at once; the HTTP server renders in its request threads.
@@ -57,28 +57,10 @@ def _draw(name: str, data):
     return plots.histogram_figure(name, data)
 
 
-class _PngCache:
-    """The latest PNGs by (plot, data version; the map also by its terrain's name and hash): a
-    page opened again, or a dataset's plots fetched by several clients, costs no scan of its
-    samples until the dataset changes."""
-
-    def __init__(self, size: int):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-            return self.items.get(key)
-
-    def put(self, key, png: bytes) -> None:
-        with self.lock:
-            self.items[key] = png
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-
-PNG_CACHE = _PngCache(128)  # PNGs are 20-100 KB
+# The latest PNGs by (plot, data version; the map also by its terrain's name and hash): a page
+# opened again, or a dataset's plots fetched by several clients, costs no scan of its samples
+# until the dataset changes.
+PNG_CACHE = PngCache(128)  # PNGs are 20-100 KB
 
 
 def render_png(conn, dataset_id, plot: str) -> bytes:
