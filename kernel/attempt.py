@@ -30,8 +30,8 @@ from .terrain import _height_at, terrain_link_db
 # fp: float parameters
 (FP_FREQ, FP_TX_POWER, FP_MIN_SNR, FP_MAX_GDOP, FP_MAX_CRB, FP_INSIDE, FP_MARGIN, FP_TX_ALT,
  FP_NOISE, FP_BW_DB, FP_LAT0, FP_LAT1, FP_LON0, FP_LON1, FP_ABSORB, FP_TX_HEIGHT, FP_SIGMA,
- FP_RHO, FP_CRB_S, FP_COS_LAT0, FP_AE_KM, FP_ES_PROB, FP_STEP_KM) = range(23)
-N_FP = 23
+ FP_RHO, FP_CRB_S, FP_COS_LAT0, FP_AE_KM, FP_ES_PROB) = range(22)
+N_FP = 22
 # ip: integer parameters
 (IP_CHUNKS, IP_RANDOM, IP_MIN_COUNT, IP_MAX_COUNT, IP_HEX, IP_MIN_RX, IP_DIFF, IP_TERRAIN,
  IP_ANT, IP_POL, IP_MET, IP_ES, IP_SHADOW, IP_CLUTTER, IP_FADING, IP_GRID, IP_MAPS) = range(17)
@@ -66,7 +66,7 @@ def angle_off(a_deg, b_deg):
 
 
 @njit
-def place_receivers(key, i, fp, ip, st, rx_tab, rx_cdf, heights, geo, rxf, rx_id, rxa):
+def place_receivers(key, i, fp, ip, st, rx_tab, rx_cdf, tiles, geo, rxf, rx_id, rxa):
     """Step 1: the attempt's receivers. Writes rxf[i, :n, lat/lon/alt] and each receiver's
     position, antenna and clutter into rxa[:n] (columns as ``st``); returns n, or -1 when a
     random receiver falls off the terrain's grid."""
@@ -102,7 +102,7 @@ def place_receivers(key, i, fp, ip, st, rx_tab, rx_cdf, heights, geo, rxf, rx_id
             lat = lat0 + (lat1 - lat0) * uy
             lon = lon0 + (lon1 - lon0) * ux
         if ip[IP_GRID]:
-            ground = _height_at(heights, geo[0], geo[1], geo[2], geo[3], lat, lon)
+            ground = _height_at(tiles, geo, lat, lon)
             if math.isnan(ground):
                 return -1
         else:
@@ -177,7 +177,7 @@ def window_powers(lk, los, chunks, fading, power_db):
 
 @njit
 def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf,
-                     env_tab, kx, ky, cos_b, sin_b, heights, geo, maps_loss, maps_v, mgeo,
+                     env_tab, kx, ky, cos_b, sin_b, tiles, geo, maps_loss, maps_v, mgeo,
                      valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf, rx_id, present,
                      rx_ant, off_grid):
     key = attempt_key(seed, np.uint64(attempt))
@@ -186,7 +186,7 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
     chunks = ip[IP_CHUNKS]
     rxa = np.empty((nmax, N_ST))
     power_db = np.empty(chunks)
-    n = place_receivers(key, i, fp, ip, st, rx_tab, rx_cdf, heights, geo, rxf, rx_id, rxa)
+    n = place_receivers(key, i, fp, ip, st, rx_tab, rx_cdf, tiles, geo, rxf, rx_id, rxa)
     off_grid[i] = n < 0
     if n < 0:
         n = 0
@@ -210,7 +210,7 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
     tx_ground = math.nan
     tx_alt = fp[FP_TX_ALT]
     if ip[IP_GRID]:
-        tx_ground = _height_at(heights, geo[0], geo[1], geo[2], geo[3], tx_lat, tx_lon)
+        tx_ground = _height_at(tiles, geo, tx_lat, tx_lon)
         if math.isnan(tx_ground):
             off_grid[i] = True
         tx_alt = tx_ground + fp[FP_TX_HEIGHT]
@@ -295,10 +295,9 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
                 diff = map_lookup(maps_loss, mgeo, j, h, tx_lat, tx_lon)
                 v = map_lookup(maps_v, mgeo, j, h, tx_lat, tx_lon)
             elif ip[IP_GRID] and ip[IP_TERRAIN]:
-                diff, v, ok = terrain_link_db(heights, geo, tx_lat, tx_lon, tx_ground,
+                diff, v, ok = terrain_link_db(tiles, geo, tx_lat, tx_lon, tx_ground,
                                               tx_profile_agl, rxa[j, S_LAT], rxa[j, S_LON],
-                                              r_ground, r_agl, d_km, fp[FP_STEP_KM], f_mhz,
-                                              ae_km)
+                                              r_ground, r_agl, d_km, f_mhz, ae_km)
                 if not ok:
                     off_grid[i] = True
                     diff, v = 0.0, -math.inf
@@ -452,20 +451,19 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
 
 @njit(parallel=True)
 def run_attempts_many(seed, start, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf, env_tab,
-                      kx, ky, cos_b, sin_b, heights, geo, maps_loss, maps_v, mgeo, valid,
+                      kx, ky, cos_b, sin_b, tiles, geo, maps_loss, maps_v, mgeo, valid,
                       reason, n_rx, n_det, tx_ant, tx_env, sc, rxf, rx_id, present, rx_ant,
                       off_grid):
     """Evaluate attempts start .. start + len(valid) - 1 in parallel (one row each)."""
     for i in numba.prange(valid.shape[0]):
         evaluate_attempt(seed, start + i, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab,
-                         env_cdf, env_tab, kx, ky, cos_b, sin_b, heights, geo, maps_loss,
+                         env_cdf, env_tab, kx, ky, cos_b, sin_b, tiles, geo, maps_loss,
                          maps_v, mgeo, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf,
                          rx_id, present, rx_ant, off_grid)
 
 
 @njit(parallel=True)
-def build_loss_maps(st, env_heights, heights, geo, mgeo, f_mhz, ae_km, step_km, maps_loss,
-                    maps_v, ok):
+def build_loss_maps(st, env_heights, tiles, geo, mgeo, f_mhz, ae_km, maps_loss, maps_v, ok):
     """Each fixed station's diffraction loss and decisive Fresnel parameter from a transmitter
     at every node of the lattice mgeo, for each profile height of env_heights (m above the
     transmitter's ground): maps[station, height, row, col]. ok[...] False where a profile
@@ -488,16 +486,16 @@ def build_loss_maps(st, env_heights, heights, geo, mgeo, f_mhz, ae_km, step_km, 
             cy = tx_z * rx_x - tx_x * rx_z
             cz = tx_x * rx_y - tx_y * rx_x
             d_km = L.EARTH_RADIUS_M * math.atan2(math.sqrt(cx * cx + cy * cy + cz * cz), dot) / 1000.0
-            ground = _height_at(heights, geo[0], geo[1], geo[2], geo[3], lat, lon)
+            ground = _height_at(tiles, geo, lat, lon)
             if math.isnan(ground):
                 ok[j, h, r, c] = False
                 continue
             if d_km < L.MIN_PATH_KM:
                 loss, v, good = 0.0, -math.inf, True
             else:
-                loss, v, good = terrain_link_db(heights, geo, lat, lon, ground, env_heights[h],
+                loss, v, good = terrain_link_db(tiles, geo, lat, lon, ground, env_heights[h],
                                                 st[j, S_LAT], st[j, S_LON], st[j, S_GROUND],
-                                                st[j, S_AGL], d_km, step_km, f_mhz, ae_km)
+                                                st[j, S_AGL], d_km, f_mhz, ae_km)
             ok[j, h, r, c] = good
             maps_loss[j, h, r, c] = loss
             # v is interpolated between nodes: keep it finite (a clear path's -inf is any

@@ -20,8 +20,10 @@ class KernelInputs:
     (S_*: position, ground altitude, antenna, clutter, sines and cosines); tx/rx cdf and table:
     antenna mixes and the antenna table; env_cdf, env_tab: the transmitter's clutter
     environments (rows: P.2108 loss, the profile's antenna height above ground, its map index);
-    kx, ky, cos_b, sin_b: the shadowing fields; heights, geo: the terrain grid and its
-    [north, west, dlat, dlon] (a 2 x 2 dummy without terrain); maps_loss, maps_v, mgeo: the
+    kx, ky, cos_b, sin_b: the shadowing fields; tiles, geo: the terrain grid as the kernel
+    reads it and its [north, west, dlat, dlon, rows, cols, tiles per row]
+    (``ElevationGrid.kernel_arrays``;
+    a dummy without terrain); maps_loss, maps_v, mgeo: the
     fixed stations' loss maps over the transmitter box (a dummy when not used).
     """
     seed: int
@@ -38,7 +40,7 @@ class KernelInputs:
     ky: np.ndarray
     cos_b: np.ndarray
     sin_b: np.ndarray
-    heights: np.ndarray
+    tiles: np.ndarray
     geo: np.ndarray
     maps_loss: np.ndarray
     maps_v: np.ndarray
@@ -49,7 +51,7 @@ class KernelInputs:
         """The kernel's input arguments after (seed, start), in its order."""
         return (self.fp, self.ip, self.st, self.tx_cdf, self.rx_cdf, self.tx_table,
                 self.rx_table, self.env_cdf, self.env_tab, self.kx, self.ky, self.cos_b,
-                self.sin_b, self.heights, self.geo, self.maps_loss, self.maps_v, self.mgeo)
+                self.sin_b, self.tiles, self.geo, self.maps_loss, self.maps_v, self.mgeo)
 
 
 def antenna_cdf(dist, names) -> np.ndarray:
@@ -193,15 +195,13 @@ def pack_config(cfg: GenerationConfig, seed: int, terrain=None) -> KernelInputs:
     st = station_rows(cfg, terrain)
     n_fields = 0 if cfg.use_random_receivers else len(cfg.receivers)
     kx, ky, cos_b, sin_b = station_fields(seed, n_fields, cfg.shadowing_correlation_m)
-    heights, geo = np.zeros((2, 2), np.float32), np.zeros(4)
+    tiles, geo = np.zeros(1, np.float32), np.zeros(7)
     maps_loss = maps_v = np.zeros((1, 1, 2, 2))
     mgeo = np.zeros(4)
     if terrain is not None:
         from .terrain import TerrainError
         ip[K.IP_GRID] = 1
-        heights = terrain.heights
-        geo = np.array([terrain.north, terrain.west, terrain.dlat, terrain.dlon])
-        fp[K.FP_STEP_KM] = terrain.step_km()
+        tiles, geo = terrain.kernel_arrays()
         box = transmitter_box(cfg)
         if not terrain.covers(*box):
             raise TerrainError(f"the transmitters' area {_box_text(box)} leaves the terrain "
@@ -217,7 +217,7 @@ def pack_config(cfg: GenerationConfig, seed: int, terrain=None) -> KernelInputs:
         tx_table=np.array(L.TX_ANTENNA_TABLE, dtype=np.float64),
         rx_table=np.array(L.RX_ANTENNA_TABLE, dtype=np.float64),
         env_cdf=env_cdf, env_tab=env_tab, kx=kx, ky=ky, cos_b=cos_b, sin_b=sin_b,
-        heights=heights, geo=geo, maps_loss=maps_loss, maps_v=maps_v, mgeo=mgeo,
+        tiles=tiles, geo=geo, maps_loss=maps_loss, maps_v=maps_v, mgeo=mgeo,
         max_receivers=cfg.max_receivers,
     )
 
@@ -258,10 +258,9 @@ def loss_maps(terrain, st, profile_heights, box, f_mhz, ae_km):
     shape = (st.shape[0], len(profile_heights), rows, cols)
     maps_loss, maps_v = np.zeros(shape), np.zeros(shape)
     ok = np.zeros(shape, np.bool_)
-    geo = np.array([terrain.north, terrain.west, terrain.dlat, terrain.dlon])
     with parallel_launch():
-        build_loss_maps(st, profile_heights, terrain.heights, geo, lattice[:4], f_mhz, ae_km,
-                        terrain.step_km(), maps_loss, maps_v, ok)
+        build_loss_maps(st, profile_heights, *terrain.kernel_arrays(), lattice[:4], f_mhz, ae_km,
+                        maps_loss, maps_v, ok)
     if not ok.all():
         raise TerrainError(f"a link from the transmitters' area to a station leaves the "
                            f"terrain's grid {terrain.bounds_text()}")
@@ -404,7 +403,7 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
         from .terrain import TerrainError
         first = int(start + np.flatnonzero(off_grid)[0])
         raise TerrainError(f"attempt {first}: a link leaves the terrain's grid "
-                           f"(latitude {k.geo[0] - (k.heights.shape[0] - 1) * k.geo[2]:.5f} to "
+                           f"(latitude {k.geo[0] - (k.geo[4] - 1) * k.geo[2]:.5f} to "
                            f"{k.geo[0]:.5f}, longitude {k.geo[1]:.5f} to "
-                           f"{k.geo[1] + (k.heights.shape[1] - 1) * k.geo[3]:.5f})")
+                           f"{k.geo[1] + (k.geo[5] - 1) * k.geo[3]:.5f})")
     return out

@@ -248,16 +248,28 @@ def fitted_ends(d, v1, v2, ground_start, ground_end):
 
 
 @njit
-def delta_bullington_db(d_km, h_m, tx_agl_m, rx_agl_m, f_mhz, ae_km):
-    """Diffraction loss (dB) of a terrain profile by P.526's delta-Bullington method (see
-    ``delta_bullington_combine``). Antenna heights are above the ground at each end."""
+def delta_bullington(d_km, h_m, tx_agl_m, rx_agl_m, f_mhz, ae_km):
+    """(loss dB, v) of a terrain profile by P.526's delta-Bullington method (see
+    ``delta_bullington_combine``), v the Fresnel parameter of its decisive point (line of
+    sight when <= V_LINE_OF_SIGHT). Antenna heights are above the ground at each end. A
+    profile with no point between its ends is unobstructed: (0, -inf)."""
     n = d_km.shape[0]
     d = d_km[n - 1]
     hts = h_m[0] + tx_agl_m
     hrs = h_m[n - 1] + rx_agl_m
-    actual = bullington_db(d_km, h_m, hts, hrs, f_mhz, ae_km)
+    if n == 2:
+        return 0.0, -math.inf
+    wavelength_m = SPEED_OF_LIGHT_M_S / (f_mhz * 1e6)
+    s_tim, s_rim, q_los = profile_slopes(d_km, h_m, hts, hrs, wavelength_m, ae_km)
+    actual, v = bullington_loss_db(d, hts, hrs, s_tim, s_rim, q_los, wavelength_m)
     start, end = smooth_surface_heights(d_km, h_m)
-    return delta_bullington_combine(d, actual, hts - start, hrs - end, f_mhz, ae_km)
+    return delta_bullington_combine(d, actual, hts - start, hrs - end, f_mhz, ae_km), v
+
+
+@njit
+def delta_bullington_db(d_km, h_m, tx_agl_m, rx_agl_m, f_mhz, ae_km):
+    """Diffraction loss (dB) of a terrain profile (``delta_bullington``)."""
+    return delta_bullington(d_km, h_m, tx_agl_m, rx_agl_m, f_mhz, ae_km)[0]
 
 
 @njit

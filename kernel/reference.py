@@ -148,6 +148,44 @@ def smooth_diffraction(d_km, h1, h2, f_mhz, ae_km):
     return loss, v
 
 
+def terrain_diffraction(cfg, grid, st, env, tx_lat, tx_lon, tx_ground, rx_lat, rx_lon,
+                        rx_ground, agl, d_km, ae_km):
+    """(loss, v) of links over the terrain, where d_km is finite and at least MIN_PATH_KM.
+    Random receivers: each link's own readable profile (kernel.terrain.link_diffraction), the
+    transmitter at its clutter environment's profile height. Fixed stations: their loss maps
+    read bilinearly at the transmitter (the maps' nodes are each a link's profile loss, held
+    to link_diffraction in tests/test_model2.py)."""
+    from .batch import clutter_environments, loss_maps, transmitter_box
+    from .terrain import bilinear, link_diffraction
+    _, env_tab, profile_heights = clutter_environments(cfg)
+    loss, v = np.zeros_like(d_km), np.full_like(d_km, -np.inf)
+    with np.errstate(invalid="ignore"):
+        links = np.isfinite(d_km) & (d_km >= L.MIN_PATH_KM)
+    if st is None:
+        for n, j in zip(*np.nonzero(links)):
+            loss[n, j], v[n, j] = link_diffraction(
+                grid, tx_lat[n], tx_lon[n], tx_ground[n], env_tab[env[n], 1], rx_lat[n, j],
+                rx_lon[n, j], rx_ground[n, j], agl[n, j], cfg.frequency_mhz, ae_km)
+        return loss, v
+    maps_loss, maps_v, mgeo = loss_maps(grid, st, profile_heights, transmitter_box(cfg),
+                                        cfg.frequency_mhz, ae_km)
+    rows = (mgeo[0] - tx_lat) / mgeo[2]
+    cols = (tx_lon - mgeo[1]) / mgeo[3]
+    level = env_tab[env, 2].astype(int)
+    for j in range(st.shape[0]):
+        for h in np.unique(level):
+            pick = links[:, j] & (level == h)
+            loss[pick, j] = bilinear(maps_loss[j, h], rows[pick], cols[pick])
+            v[pick, j] = bilinear(maps_v[j, h], rows[pick], cols[pick])
+    return loss, v
+
+
+def raise_off_grid(grid):
+    from .terrain import TerrainError
+    raise TerrainError(f"a transmitter or receiver lies off the terrain's grid "
+                       f"{grid.bounds_text()}")
+
+
 def azimuth_offset(a, b):
     return np.abs((a - b + 180.0) % 360.0 - 180.0)
 
@@ -182,12 +220,17 @@ def shadowing_fields(seed, stations, length_m, tx_lat, tx_lon, lat0):
 
 
 # ---- the attempt -----------------------------------------------------------------------------
-def run_attempts(config, seed: int, start: int, count: int, threads=None) -> AttemptBatch:
-    """Same contract as kernel.run_attempts without a terrain (``threads`` is ignored)."""
+def run_attempts(config, seed: int, start: int, count: int, threads=None,
+                 terrain=None) -> AttemptBatch:
+    """Same contract as kernel.run_attempts (``threads`` is ignored)."""
     from .batch import clutter_environments, crb_sigma_db, reference_latitude, station_rows
+    from .config import ConfigError
     from . import attempt as K
     cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
     check_range(seed, start, count)
+    if (cfg.terrain is None) != (terrain is None):
+        raise ConfigError("terrain", "pass the grid of the terrain the configuration names")
+    grid = terrain
     N, M, W = count, cfg.max_receivers, cfg.num_chunks
     slots = np.arange(M)
     out = AttemptBatch.empty(N, M)
@@ -197,8 +240,9 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     rx_tab = np.array(L.RX_ANTENNA_TABLE)
 
     # 1. Receivers (N, M), NaN beyond each attempt's count, with their antennas.
+    st = None
     if not cfg.use_random_receivers:
-        st = station_rows(cfg, None)
+        st = station_rows(cfg, grid)
         n_rx = np.full(N, M)
         rx_lat, rx_lon, rx_alt = (np.broadcast_to(st[:, k], (N, M)).copy()
                                   for k in (K.S_LAT, K.S_LON, K.S_GROUND))
@@ -228,7 +272,12 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
             rx_lat, rx_lon = lat0 + y / L.KM_PER_DEG, lon0 + x / (L.KM_PER_DEG * coslat)
         else:
             rx_lat, rx_lon = lat0 + (lat1 - lat0) * uy, lon0 + (lon1 - lon0) * ux
-        rx_alt = 50.0 + 750.0 * uniform(pk, L.P_ALT)
+        if grid is None:
+            rx_alt = 50.0 + 750.0 * uniform(pk, L.P_ALT)
+        else:  # the ground under each receiver
+            rx_alt = grid.heights_at(rx_lat, rx_lon)
+            if np.isnan(rx_alt[slots[None, :] < n_rx[:, None]]).any():
+                raise_off_grid(grid)
         agl = np.full((N, M), L.RANDOM_RX_HEIGHT_M)
         r_type = np.searchsorted(antenna_cdf(cfg.rx_antenna_dist, RX_ANTENNAS)[:-1],
                                  uniform(pk, L.P_ANT), side="right")
@@ -251,6 +300,12 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     tx_lat = lat_lo + (lat_hi - lat_lo) * uniform(ak, L.A_TX_LAT)
     tx_lon = lon_lo + (lon_hi - lon_lo) * uniform(ak, L.A_TX_LON)
     tx_alt = np.full(N, cfg.tx_altitude_m)
+    tx_ground = np.full(N, np.nan)
+    if grid is not None:  # the transmitter stands tx_height_m above the ground
+        tx_ground = grid.heights_at(tx_lat, tx_lon)
+        if np.isnan(tx_ground).any():
+            raise_off_grid(grid)
+        tx_alt = tx_ground + cfg.tx_height_m
     on = uniform(ak, L.A_ON) < 0.8 + 0.2 * uniform(ak, L.A_DUTY)
     q = 0.3 + 0.65 * uniform(ak, L.A_QUALITY)
     p_eff = cfg.tx_power_dbm + np.clip((2.0 * (1.0 - q) + 0.3) * normal(ak, L.A_JITTER), -3, 3)
@@ -284,9 +339,13 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
 
     fspl = 20 * np.log10(np.maximum(d_km, L.MIN_PATH_KM)) + 20 * np.log10(cfg.frequency_mhz) + 32.44
     ae_km = L.K_FACTOR * L.EARTH_RADIUS_M / 1000.0
-    diff, v = smooth_diffraction(np.where(on[:, None] & present_slot, d_km, np.nan),
-                                 np.broadcast_to(tx_alt[:, None], (N, M)), rx_alt + agl,
-                                 cfg.frequency_mhz, ae_km)
+    link_d = np.where(on[:, None] & present_slot, d_km, np.nan)
+    if grid is not None and cfg.enable_terrain:
+        diff, v = terrain_diffraction(cfg, grid, st, env, tx_lat, tx_lon, tx_ground, rx_lat,
+                                      rx_lon, rx_alt, agl, link_d, ae_km)
+    else:
+        diff, v = smooth_diffraction(link_d, np.broadcast_to(tx_alt[:, None], (N, M)),
+                                     rx_alt + agl, cfg.frequency_mhz, ae_km)
     los = v <= -0.6 * math.sqrt(2.0)
     if not cfg.enable_diffraction:
         diff = np.zeros_like(d_km)
@@ -380,7 +439,7 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None) -> Att
     sc[:, L.F_TX_OFFSET], sc[:, L.F_SIGMA] = osc, s
     sc[:, L.F_MEAN_SNR], sc[:, L.F_GDOP], sc[:, L.F_HDOP], sc[:, L.F_CRB] = mean_snr, gdop, hdop, crb
     sc[:, L.F_CONFIDENCE] = np.where(n_det > 0, np.clip(mean_snr / L.CONFIDENCE_FULL_SNR_DB, 0, 1), 0)
-    sc[:, L.F_TX_GROUND], sc[:, L.F_TX_CLUTTER] = np.nan, tx_clutter
+    sc[:, L.F_TX_GROUND], sc[:, L.F_TX_CLUTTER] = tx_ground, tx_clutter
     budget = {L.R_FSPL: fspl, L.R_DIFF: diff, L.R_RX_CLUTTER: rx_clutter, L.R_SHADOW: shadow,
               L.R_FADING: fading, L.R_ABSORB: absorb, L.R_TROPO: tropo, L.R_ES: es,
               L.R_POL: pol, L.R_GTX: g_tx, L.R_GRX: g_rx, L.R_LOS: los.astype(float)}

@@ -14,10 +14,10 @@ import pytest
 
 from heimdall_synth.kernel import GenerationConfig, run_attempts
 from heimdall_synth.kernel import shadowing as S
-from heimdall_synth.kernel.attempt import S_AGL, S_GROUND
-from heimdall_synth.kernel.batch import pack_config, reference_latitude
+from heimdall_synth.kernel.attempt import S_AGL, S_GROUND, S_LAT, S_LON
+from heimdall_synth.kernel.batch import clutter_environments, pack_config, reference_latitude
 from heimdall_synth.kernel.layout import EARTH_RADIUS_M, K_FACTOR
-from heimdall_synth.kernel.terrain import TerrainError, terrain_link_db
+from heimdall_synth.kernel.terrain import TerrainError, link_diffraction, terrain_link_db
 from tests.test_terrain import jacksboro
 
 AE_KM = K_FACTOR * EARTH_RADIUS_M / 1000.0
@@ -96,10 +96,9 @@ def test_terrain_loss_of_a_link_is_a_pure_function_of_its_ends_across_seeds():
             ground = batch.tx_ground_m[i]
             for j in range(batch.n_receivers[i]):
                 loss, _, ok = terrain_link_db(
-                    grid.heights, np.array([grid.north, grid.west, grid.dlat, grid.dlon]),
-                    batch.tx_latitude[i], batch.tx_longitude[i], ground, 1.5,
+                    *grid.kernel_arrays(), batch.tx_latitude[i], batch.tx_longitude[i], ground, 1.5,
                     batch.rx_lat[i, j], batch.rx_lon[i, j], batch.rx_alt_m[i, j], 10.0,
-                    batch.distance_km[i, j], grid.step_km(), 145.0, AE_KM)
+                    batch.distance_km[i, j], 145.0, AE_KM)
                 assert ok and batch.diffraction_db[i, j] == pytest.approx(loss, abs=1e-9)
         assert np.nanmax(batch.diffraction_db) > 10.0
 
@@ -118,6 +117,28 @@ def test_fixed_stations_on_terrain_read_their_ground_and_loss_maps():
     c = run_attempts(cfg, 5, 0, 2000, terrain=grid, threads=1)
     assert a.tobytes() == c.tobytes()
     assert np.nanstd(a.diffraction_db) > 1.0 and np.nanstd(b.diffraction_db) > 1.0
+
+
+def test_each_node_of_a_loss_map_is_its_links_readable_profile_loss():
+    """The maps fixed stations read (bilinearly, in the kernel and in the reference) hold at
+    each node the delta-Bullington loss and v of that link's readable profile."""
+    grid = jacksboro()
+    cfg = GenerationConfig.from_dict({"terrain": "jacksboro", "receivers": jacksboro_stations(),
+                                      "margin_deg": 0.03})
+    inputs = pack_config(cfg, 5, grid)
+    _, env_tab, profile_heights = clutter_environments(cfg)
+    north, west, dlat, dlon = inputs.mgeo
+    rng = np.random.default_rng(2)
+    _, n_h, rows, cols = inputs.maps_loss.shape
+    for _ in range(40):
+        j, h = rng.integers(len(jacksboro_stations())), rng.integers(n_h)
+        r, c = rng.integers(rows), rng.integers(cols)
+        lat, lon = north - r * dlat, west + c * dlon
+        st = inputs.st[j]
+        loss, v = link_diffraction(grid, lat, lon, None, profile_heights[h], st[S_LAT],
+                                   st[S_LON], st[S_GROUND], st[S_AGL], 145.0, AE_KM)
+        assert inputs.maps_loss[j, h, r, c] == pytest.approx(loss, abs=1e-6)
+        assert inputs.maps_v[j, h, r, c] == pytest.approx(max(v, -100.0), abs=1e-6)
 
 
 def test_a_network_leaving_the_terrain_is_an_error_naming_the_grids_bounds():

@@ -25,12 +25,53 @@ def jacksboro() -> ElevationGrid:
                                     float(dem["dy"]), float(dem["dx"]))
 
 
-def test_a_profile_follows_the_great_circle_at_no_coarser_than_the_grid():
-    grid = ElevationGrid.from_array(np.zeros((601, 601)), 45.5, 7.0, ARCSEC3, ARCSEC3)
-    d, h = grid.profile(45.45, 7.05, 45.1, 7.4)
-    assert d[0] == 0.0 and d[-1] == pytest.approx(terrain.great_circle_km(45.45, 7.05, 45.1, 7.4))
-    assert np.diff(d).max() <= grid.step_km() * 1.000001 and (h == 0).all()
-    assert grid.step_km() <= ARCSEC3 * math.pi / 180 * 6371.0
+def test_a_profile_has_a_point_on_every_grid_line_it_crosses_and_no_coarser_step():
+    """On grids whose height is the row (or column) number, a profile's heights are its
+    points' grid coordinates: interior points lie on grid lines (whole numbers along the
+    major axis), no step moves more than one cell along either axis, and the distances run
+    from 0 to the great-circle length."""
+    rows, cols = np.mgrid[0:601, 0:601].astype(float)
+    by_row = ElevationGrid.from_array(rows, 45.5, 7.0, ARCSEC3, ARCSEC3)
+    by_col = ElevationGrid.from_array(cols, 45.5, 7.0, ARCSEC3, ARCSEC3)
+    for end in ((45.1, 7.4), (45.1, 7.06), (45.44, 7.4), (45.3, 7.3)):
+        d, r = by_row.profile(45.45, 7.05, *end)
+        d2, c = by_col.profile(45.45, 7.05, *end)
+        assert np.array_equal(d, d2)
+        assert d[0] == 0.0 and d[-1] == pytest.approx(terrain.great_circle_km(45.45, 7.05, *end))
+        assert (np.diff(d) > 0).all()
+        assert np.abs(np.diff(r)).max() <= 1.0 + 1e-9 and np.abs(np.diff(c)).max() <= 1.0 + 1e-9
+        inner_r, inner_c = r[1:-1], c[1:-1]
+        assert ((np.abs(inner_r - np.rint(inner_r)) < 1e-6)
+                | (np.abs(inner_c - np.rint(inner_c)) < 1e-6)).all()
+        # every line of the major axis between the ends is crossed once
+        span_r, span_c = abs(r[-1] - r[0]), abs(c[-1] - c[0])
+        assert len(d) - 2 >= math.floor(max(span_r, span_c)) - 1
+
+
+def test_the_kernel_walks_the_readable_profile():
+    """``terrain_link_db`` (one pass over the tiled int16 grid) equals ``link_loss_db`` (the
+    readable profile and P.526's array functions) on real terrain, in every direction."""
+    grid = jacksboro()
+    tiles, geo = grid.kernel_arrays()
+    rng = np.random.default_rng(5)
+    s, n, w, e = grid.bounds
+    for _ in range(60):
+        lat1, lat2 = rng.uniform(s, n, 2)
+        lon1, lon2 = rng.uniform(w, e, 2)
+        d = terrain.great_circle_km(lat1, lon1, lat2, lon2)
+        loss, v, ok = terrain.terrain_link_db(
+            tiles, geo, lat1, lon1, grid.height_at(lat1, lon1), 10.0, lat2, lon2,
+            grid.height_at(lat2, lon2), 1.5, d, F_MHZ, AE_KM)
+        assert ok
+        assert loss == pytest.approx(link_loss_db(grid, lat1, lon1, 10.0, lat2, lon2, 1.5, F_MHZ),
+                                     abs=1e-6)
+
+
+def test_the_model_reads_heights_to_the_metre_and_refuses_impossible_ones():
+    grid = ElevationGrid.from_array(np.full((3, 3), 100.4), 45.0, 7.0, 0.01, 0.01)
+    assert grid.height_at(44.99, 7.01) == 100.0
+    with pytest.raises(TerrainError, match="between -32768 and 32767 m"):
+        ElevationGrid.from_array(np.full((3, 3), 40000.0), 45.0, 7.0, 0.01, 0.01)
 
 
 def test_a_link_leaving_the_grid_is_an_error_naming_its_bounds():
