@@ -30,12 +30,13 @@ from .terrain import _height_at, terrain_link_db
 # fp: float parameters
 (FP_FREQ, FP_TX_POWER, FP_MIN_SNR, FP_MAX_GDOP, FP_MAX_CRB, FP_INSIDE, FP_MARGIN, FP_TX_ALT,
  FP_NOISE, FP_BW_DB, FP_LAT0, FP_LAT1, FP_LON0, FP_LON1, FP_ABSORB, FP_TX_HEIGHT, FP_SIGMA,
- FP_RHO, FP_CRB_S, FP_COS_LAT0, FP_AE_KM, FP_ES_PROB) = range(22)
-N_FP = 22
+ FP_RHO, FP_CRB_S, FP_COS_LAT0, FP_AE_KM, FP_ES_PROB, FP_DIST_STEP) = range(23)
+N_FP = 23
 # ip: integer parameters
 (IP_CHUNKS, IP_RANDOM, IP_MIN_COUNT, IP_MAX_COUNT, IP_HEX, IP_MIN_RX, IP_DIFF, IP_TERRAIN,
- IP_ANT, IP_POL, IP_MET, IP_ES, IP_SHADOW, IP_CLUTTER, IP_FADING, IP_GRID, IP_MAPS) = range(17)
-N_IP = 17
+ IP_ANT, IP_POL, IP_MET, IP_ES, IP_SHADOW, IP_CLUTTER, IP_FADING, IP_GRID, IP_MAPS,
+ IP_DIST) = range(18)
+N_IP = 18
 # st: one row per fixed station
 (S_LAT, S_LON, S_GROUND, S_AGL, S_TYPE, S_GAIN, S_AZ, S_HBW, S_F2B, S_HORIZ, S_CLUTTER,
  S_SIN_LAT, S_COS_LAT, S_SIN_LON, S_COS_LON) = range(15)
@@ -147,6 +148,16 @@ def map_lookup(maps, mgeo, j, h, lat, lon):
 
 
 @njit(inline="always")
+def distance_lookup(table, j, step_km, d_km):
+    """Station j's value at distance d_km from its table of values every step_km from 0
+    (linear between nodes)."""
+    n = table.shape[1]
+    x = d_km / step_km
+    k = min(int(x), n - 2)
+    return table[j, k] + (table[j, k + 1] - table[j, k]) * (x - k)
+
+
+@njit(inline="always")
 def window_powers(lk, los, chunks, fading, power_db):
     """Fast fading of each window (unit mean power) into power_db[:chunks] in dB; returns
     the dB of their LINEAR mean. Rician (K ~ U(6, 10) dB) on line-of-sight links: power
@@ -178,8 +189,8 @@ def window_powers(lk, los, chunks, fading, power_db):
 @njit
 def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf,
                      env_tab, kx, ky, cos_b, sin_b, tiles, geo, maps_loss, maps_v, mgeo,
-                     valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf, rx_id, present,
-                     rx_ant, off_grid):
+                     dist_loss, dist_v, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf,
+                     rx_id, present, rx_ant, off_grid):
     key = attempt_key(seed, np.uint64(attempt))
     ak = slot_key(key, L.STREAM_ATTEMPT, 0)
     nmax = rxf.shape[1]
@@ -285,8 +296,8 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
         rxf[i, j, L.R_DIST] = d_km
         if on:
             fspl = fspl_db(d_km, f_mhz)
-            # Diffraction and line of sight: the station's loss map, the link's own terrain
-            # profile, or the smooth earth.
+            # Diffraction and line of sight: the station's loss map (terrain) or distance
+            # table (smooth earth), the link's own terrain profile, or the smooth earth.
             r_ground, r_agl = rxa[j, S_GROUND], rxa[j, S_AGL]
             if d_km < L.MIN_PATH_KM:
                 diff, v = 0.0, -math.inf
@@ -294,6 +305,9 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
                 h = int(env_tab[env, 2])
                 diff = map_lookup(maps_loss, mgeo, j, h, tx_lat, tx_lon)
                 v = map_lookup(maps_v, mgeo, j, h, tx_lat, tx_lon)
+            elif ip[IP_DIST]:
+                diff = distance_lookup(dist_loss, j, fp[FP_DIST_STEP], d_km)
+                v = distance_lookup(dist_v, j, fp[FP_DIST_STEP], d_km)
             elif ip[IP_GRID] and ip[IP_TERRAIN]:
                 diff, v, ok = terrain_link_db(tiles, geo, tx_lat, tx_lon, tx_ground,
                                               tx_profile_agl, rxa[j, S_LAT], rxa[j, S_LON],
@@ -451,15 +465,29 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
 
 @njit(parallel=True)
 def run_attempts_many(seed, start, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf, env_tab,
-                      kx, ky, cos_b, sin_b, tiles, geo, maps_loss, maps_v, mgeo, valid,
-                      reason, n_rx, n_det, tx_ant, tx_env, sc, rxf, rx_id, present, rx_ant,
-                      off_grid):
+                      kx, ky, cos_b, sin_b, tiles, geo, maps_loss, maps_v, mgeo, dist_loss,
+                      dist_v, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf, rx_id,
+                      present, rx_ant, off_grid):
     """Evaluate attempts start .. start + len(valid) - 1 in parallel (one row each)."""
     for i in numba.prange(valid.shape[0]):
         evaluate_attempt(seed, start + i, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab,
                          env_cdf, env_tab, kx, ky, cos_b, sin_b, tiles, geo, maps_loss,
-                         maps_v, mgeo, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf,
-                         rx_id, present, rx_ant, off_grid)
+                         maps_v, mgeo, dist_loss, dist_v, valid, reason, n_rx, n_det, tx_ant,
+                         tx_env, sc, rxf, rx_id, present, rx_ant, off_grid)
+
+
+@njit(parallel=True)
+def build_distance_tables(st, tx_alt, f_mhz, ae_km, step_km, dist_loss, dist_v):
+    """Each fixed station's smooth-earth diffraction loss and Fresnel parameter from a
+    transmitter at tx_alt (m above sea level) at distances 0, step_km, 2 step_km, ...
+    (from MIN_PATH_KM at the first node): dist_*[station, node]."""
+    n_st, n = dist_loss.shape
+    for task in numba.prange(n_st * n):
+        j, k = task // n, task % n
+        d_km = max(k * step_km, L.MIN_PATH_KM)
+        loss, v = smooth_link_db(d_km, tx_alt, st[j, S_GROUND] + st[j, S_AGL], f_mhz, ae_km)
+        dist_loss[j, k] = loss
+        dist_v[j, k] = v
 
 
 @njit(parallel=True)

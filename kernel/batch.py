@@ -22,9 +22,9 @@ class KernelInputs:
     environments (rows: P.2108 loss, the profile's antenna height above ground, its map index);
     kx, ky, cos_b, sin_b: the shadowing fields; tiles, geo: the terrain grid as the kernel
     reads it and its [north, west, dlat, dlon, rows, cols, tiles per row]
-    (``ElevationGrid.kernel_arrays``;
-    a dummy without terrain); maps_loss, maps_v, mgeo: the
-    fixed stations' loss maps over the transmitter box (a dummy when not used).
+    (``ElevationGrid.kernel_arrays``; a dummy without terrain); maps_loss, maps_v, mgeo: the
+    fixed stations' loss maps over the transmitter box on a terrain; dist_loss, dist_v: their
+    smooth-earth loss by distance without one (dummies when not used).
     """
     seed: int
     fp: np.ndarray
@@ -45,13 +45,16 @@ class KernelInputs:
     maps_loss: np.ndarray
     maps_v: np.ndarray
     mgeo: np.ndarray
+    dist_loss: np.ndarray
+    dist_v: np.ndarray
     max_receivers: int
 
     def arrays(self) -> tuple:
         """The kernel's input arguments after (seed, start), in its order."""
         return (self.fp, self.ip, self.st, self.tx_cdf, self.rx_cdf, self.tx_table,
                 self.rx_table, self.env_cdf, self.env_tab, self.kx, self.ky, self.cos_b,
-                self.sin_b, self.tiles, self.geo, self.maps_loss, self.maps_v, self.mgeo)
+                self.sin_b, self.tiles, self.geo, self.maps_loss, self.maps_v, self.mgeo,
+                self.dist_loss, self.dist_v)
 
 
 def antenna_cdf(dist, names) -> np.ndarray:
@@ -198,6 +201,12 @@ def pack_config(cfg: GenerationConfig, seed: int, terrain=None) -> KernelInputs:
     tiles, geo = np.zeros(1, np.float32), np.zeros(7)
     maps_loss = maps_v = np.zeros((1, 1, 2, 2))
     mgeo = np.zeros(4)
+    dist_loss = dist_v = np.zeros((1, 2))
+    if terrain is None and not cfg.use_random_receivers:
+        # Over the smooth earth a fixed station's loss depends on the distance alone.
+        ip[K.IP_DIST] = 1
+        fp[K.FP_DIST_STEP] = DIST_STEP_KM
+        dist_loss, dist_v = distance_tables(st, cfg, fp[K.FP_AE_KM])
     if terrain is not None:
         from .terrain import TerrainError
         ip[K.IP_GRID] = 1
@@ -218,13 +227,47 @@ def pack_config(cfg: GenerationConfig, seed: int, terrain=None) -> KernelInputs:
         rx_table=np.array(L.RX_ANTENNA_TABLE, dtype=np.float64),
         env_cdf=env_cdf, env_tab=env_tab, kx=kx, ky=ky, cos_b=cos_b, sin_b=sin_b,
         tiles=tiles, geo=geo, maps_loss=maps_loss, maps_v=maps_v, mgeo=mgeo,
-        max_receivers=cfg.max_receivers,
+        dist_loss=dist_loss, dist_v=dist_v, max_receivers=cfg.max_receivers,
     )
 
 
 def _box_text(box) -> str:
     s, n, w, e = box
     return f"(latitude {s:.5f} to {n:.5f}, longitude {w:.5f} to {e:.5f})"
+
+
+#: The smooth-earth distance tables' step (km): linear interpolation between nodes this close
+#: stays within 0.01 dB of the exact loss (tests/test_model2.py).
+DIST_STEP_KM = 0.025
+_DIST_CACHE: dict = {}
+
+
+def box_span_km(box) -> float:
+    """The longest great-circle distance between two corners of ``box``: no link of the
+    dataset is longer (its stations and transmitters all lie in the box)."""
+    from .terrain import great_circle_km
+    s, n, w, e = box
+    corners = [(s, w), (s, e), (n, w), (n, e)]
+    return max(great_circle_km(*a, *b) for a in corners for b in corners)
+
+
+def distance_tables(st, cfg: GenerationConfig, ae_km: float):
+    """(loss, v): each fixed station's smooth-earth diffraction loss and Fresnel parameter at
+    distances 0, DIST_STEP_KM, ... beyond the longest link of the transmitter box, from a
+    transmitter at tx_altitude_m (``attempt.build_distance_tables``; cached per process)."""
+    from .attempt import build_distance_tables
+    from .jit import parallel_launch
+    nodes = int(math.ceil(1.01 * box_span_km(transmitter_box(cfg)) / DIST_STEP_KM)) + 2
+    key = (st.tobytes(), cfg.tx_altitude_m, cfg.frequency_mhz, ae_km, nodes)
+    if key not in _DIST_CACHE:
+        loss, v = np.zeros((st.shape[0], nodes)), np.zeros((st.shape[0], nodes))
+        with parallel_launch():
+            build_distance_tables(st, cfg.tx_altitude_m, cfg.frequency_mhz, ae_km,
+                                  DIST_STEP_KM, loss, v)
+        if len(_DIST_CACHE) >= _MAP_CACHE_SIZE:
+            _DIST_CACHE.pop(next(iter(_DIST_CACHE)))
+        _DIST_CACHE[key] = loss, v
+    return _DIST_CACHE[key]
 
 
 #: A loss map has at most this many cells along each side; no finer than the terrain's grid.

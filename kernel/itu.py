@@ -139,25 +139,40 @@ def smooth_earth_bullington(d_km, h1_m, h2_m, f_mhz, ae_km):
     x_r = min(math.sqrt(h2_m / ce), d)
     s_tim = ce * (d - x_t) - h1_m / x_t
     s_rim = ce * (d - x_r) - h2_m / x_r
-    # Within line of sight: the largest Fresnel parameter along the path, found by golden-
-    # section search (v(x) rises from -inf at both ends to one maximum); a fixed number of
-    # steps, so the result is the same everywhere.
-    a, b = 0.0, d
-    g = 0.3819660112501051
-    x1, x2 = a + g * (b - a), b - g * (b - a)
-    v1 = _smooth_v(x1, d, h1_m, h2_m, ce, wavelength_m)
-    v2 = _smooth_v(x2, d, h1_m, h2_m, ce, wavelength_m)
-    for _ in range(32):
-        if v1 < v2:
-            a, x1, v1 = x1, x2, v2
-            x2 = b - g * (b - a)
-            v2 = _smooth_v(x2, d, h1_m, h2_m, ce, wavelength_m)
-        else:
-            b, x2, v2 = x2, x1, v1
-            x1 = a + g * (b - a)
-            v1 = _smooth_v(x1, d, h1_m, h2_m, ce, wavelength_m)
-    v = max(v1, v2)
+    if s_tim >= (h2_m - h1_m) / d:  # beyond line of sight: the edge needs no search
+        return bullington_loss_db(d, h1_m, h2_m, s_tim, s_rim, -math.inf, wavelength_m)
+    # Within line of sight: the largest Fresnel parameter along the path, where v(x) rises
+    # from -inf at both ends to its one maximum: the root of dv/dx, found by Newton's method
+    # kept inside a shrinking bracket (bisection when a step would leave it).
+    x = _smooth_v_peak(d, h1_m, h2_m, ce)
+    v = _smooth_v(x, d, h1_m, h2_m, ce, wavelength_m)
     return bullington_loss_db(d, h1_m, h2_m, s_tim, s_rim, v * abs(v), wavelength_m)
+
+
+@njit(inline="always")
+def _smooth_v_peak(d, h1_m, h2_m, ce):
+    """Where the smooth earth's Fresnel parameter v(x) = c(x) sqrt(k / u) peaks, u = x (d - x)
+    and c = ce u - h1 - s x the clearance (s the ray's slope): the root in (0, d) of
+    dv/dx ~ f(x) = ce u u' - 2 s u + (h1 + s x) u', which is h1 d > 0 at 0 and -h2 d < 0 at d."""
+    s = (h2_m - h1_m) / d
+    lo, hi = 0.0, d
+    x = 0.5 * d
+    for _ in range(60):
+        u = x * (d - x)
+        du = d - 2.0 * x
+        f = ce * u * du - 2.0 * s * u + (h1_m + s * x) * du
+        if f > 0.0:
+            lo = x
+        else:
+            hi = x
+        df = ce * (du * du - 2.0 * u) - s * du - 2.0 * (h1_m + s * x)
+        nxt = x - f / df if df != 0.0 else 0.5 * (lo + hi)
+        if not (lo < nxt < hi):
+            nxt = 0.5 * (lo + hi)
+        if abs(nxt - x) <= 1e-13 * d:
+            return nxt
+        x = nxt
+    return x
 
 
 @njit(inline="always")

@@ -180,6 +180,23 @@ def terrain_diffraction(cfg, grid, st, env, tx_lat, tx_lon, tx_ground, rx_lat, r
     return loss, v
 
 
+def station_distance_diffraction(cfg, st, d_km, ae_km):
+    """(loss, v) of fixed stations' links over the smooth earth, where d_km is finite and at
+    least MIN_PATH_KM: each station's table by distance (kernel.batch.distance_tables, whose
+    nodes are smooth_link_db's values, tested in tests/test_model2.py), read linearly."""
+    from .batch import DIST_STEP_KM, distance_tables
+    loss_table, v_table = distance_tables(st, cfg, ae_km)
+    loss, v = np.zeros_like(d_km), np.full_like(d_km, -np.inf)
+    with np.errstate(invalid="ignore"):
+        links = np.isfinite(d_km) & (d_km >= L.MIN_PATH_KM)
+    n, j = np.nonzero(links)
+    x = d_km[n, j] / DIST_STEP_KM
+    k = np.minimum(x.astype(int), loss_table.shape[1] - 2)
+    for out, table in ((loss, loss_table), (v, v_table)):
+        out[n, j] = table[j, k] + (table[j, k + 1] - table[j, k]) * (x - k)
+    return loss, v
+
+
 def raise_off_grid(grid):
     from .terrain import TerrainError
     raise TerrainError(f"a transmitter or receiver lies off the terrain's grid "
@@ -343,6 +360,8 @@ def run_attempts(config, seed: int, start: int, count: int, threads=None,
     if grid is not None and cfg.enable_terrain:
         diff, v = terrain_diffraction(cfg, grid, st, env, tx_lat, tx_lon, tx_ground, rx_lat,
                                       rx_lon, rx_alt, agl, link_d, ae_km)
+    elif grid is None and st is not None:
+        diff, v = station_distance_diffraction(cfg, st, link_d, ae_km)
     else:
         diff, v = smooth_diffraction(link_d, np.broadcast_to(tx_alt[:, None], (N, M)),
                                      rx_alt + agl, cfg.frequency_mhz, ae_km)

@@ -182,3 +182,24 @@ def test_low_antennas_over_smooth_ground_lose_the_spherical_earth_loss(d_km, h1,
     assert sphere > 0.0
     assert got == pytest.approx(max(sphere, itu.bullington_db(
         d, np.zeros_like(d), h1, h2, F_MHZ, AE_KM)), abs=1.0)
+
+
+@pytest.mark.parametrize("d_km, h1, h2", [(10.0, 1.5, 10.0), (20.0, 300.0, 60.0),
+                                          (50.0, 300.0, 310.0), (87.0, 300.0, 510.0),
+                                          (120.0, 300.0, 900.0), (60.0, 300.0, 10.0),
+                                          (150.0, 300.0, 250.0)])
+def test_smooth_earth_bullington_is_bullington_on_a_dense_smooth_profile(d_km, h1, h2):
+    """The closed form (horizon tangents beyond line of sight, Newton's peak of the Fresnel
+    parameter within it) against the profile method on 200,001 points of a smooth earth."""
+    d = np.linspace(0.0, d_km, 200_001)
+    dense = itu.bullington_db(d, np.zeros_like(d), h1, h2, F_MHZ, AE_KM)
+    loss, v = itu.smooth_earth_bullington(d_km, h1, h2, F_MHZ, AE_KM)
+    assert loss == pytest.approx(dense, abs=1e-4)
+    wavelength = C / (F_MHZ * 1e6)
+    x = d[1:-1]
+    clearance = 500.0 * x * (d_km - x) / AE_KM - (h1 * (d_km - x) + h2 * x) / d_km
+    v_dense = (clearance * np.sqrt(0.002 * d_km / (wavelength * x * (d_km - x)))).max()
+    if v_dense < 0.0:  # the ray clears the earth: v is the most obstructing point's
+        assert v == pytest.approx(v_dense, abs=1e-6)
+    else:  # beyond the horizon: the edge where the tangents meet
+        assert v > 0.0

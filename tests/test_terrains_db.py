@@ -85,3 +85,13 @@ def test_terrain_commands(db, tmp_path):
     assert cli_json(db, "terrain", "list")["terrains"][0]["name"] == "alps"
     assert cli(db, "terrain", "delete", "alps").returncode == 0
     assert cli(db, "terrain", "delete", "alps").returncode == 3
+
+
+def test_a_process_reads_a_grid_once_and_keeps_it_by_hash(conn):
+    grid = ElevationGrid.from_array(np.arange(30.0).reshape(5, 6), 45.0, 7.0, 0.1, 0.1)
+    terrains.add_terrain(conn, "kept", grid)
+    first = terrains.get_terrain(conn, "kept")
+    assert terrains.get_terrain(conn, "kept") is first
+    terrains.delete_terrain(conn, "kept")
+    with pytest.raises(NotFoundError):  # the name, not the cache, decides what exists
+        terrains.get_terrain(conn, "kept")

@@ -1,14 +1,17 @@
 """The terrains table: elevation grids registered once, read by every job (model version 2).
 
 ``add_terrain`` stores a grid (``kernel.terrain.ElevationGrid``) under a name, with its SHA-256,
-bounds and spacing; ``get_terrain`` reads it back and checks the hash; a name is never silently
-replaced (409). Reading the files is ``terrain_from_files``: SRTM ``.hgt`` tiles and GeoTIFF
+bounds and spacing; ``get_terrain`` reads it back and checks the hash (a process keeps the
+last grids it read, by hash: a service's jobs on one terrain read its tens of megabytes once);
+a name is never silently replaced (409). Reading the files is ``terrain_from_files``: SRTM ``.hgt`` tiles and GeoTIFF
 files (through rasterio, the optional ``geotiff`` extra) on one lattice, merged.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -197,10 +200,25 @@ def list_terrains(conn) -> list[dict]:
         return [describe(dict(zip(names, r))) for r in cur.fetchall()]
 
 
+#: Grids this process has read and checked, by SHA-256 (most recent last).
+_GRIDS: OrderedDict = OrderedDict()
+_GRIDS_LOCK = threading.Lock()
+GRIDS_KEPT = 2
+
+
 def get_terrain(conn, name: str):
-    """The registered grid, its hash checked against the stored one."""
+    """The registered grid, its hash checked against the stored one. A grid of the same hash
+    read before by this process is returned as it was (a hash names its heights exactly)."""
     from heimdall_synth.kernel.terrain import ElevationGrid
     with conn.transaction():
+        row = conn.execute("SELECT sha256 FROM heimdall.terrains WHERE name = %s",
+                           (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no terrain named {name!r}", field="terrain")
+        with _GRIDS_LOCK:
+            if row[0] in _GRIDS:
+                _GRIDS.move_to_end(row[0])
+                return _GRIDS[row[0]]
         row = conn.execute("SELECT sha256, north, west, dlat, dlon, rows, cols, heights FROM "
                            "heimdall.terrains WHERE name = %s", (name,)).fetchone()
     if row is None:
@@ -211,6 +229,10 @@ def get_terrain(conn, name: str):
     if grid.sha256() != sha:
         raise ConflictError(f"terrain {name!r} does not match its stored SHA-256 (corrupted)",
                             ["terrain"], code="terrain_corrupted")
+    with _GRIDS_LOCK:
+        _GRIDS[sha] = grid
+        while len(_GRIDS) > GRIDS_KEPT:
+            _GRIDS.popitem(last=False)
     return grid
 
 
