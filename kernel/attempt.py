@@ -24,7 +24,7 @@ from .itu import V_LINE_OF_SIGHT, smooth_link_db
 from .jit import njit
 from .physics import fspl_db, inv3_sym_diag, pattern_loss_db
 from .rng import PHASE, attempt_key, exponential, normal, slot_key, uniform
-from .shadowing import field_at, field_basis, plane_xy
+from .shadowing import field_basis, fields_at, plane_xy
 from .terrain import _height_at, terrain_link_db
 
 # fp: float parameters
@@ -188,7 +188,7 @@ def window_powers(lk, los, chunks, fading, power_db):
 
 @njit
 def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf,
-                     env_tab, kx, ky, cos_b, sin_b, tiles, geo, maps_loss, maps_v, mgeo,
+                     env_tab, kx, ky, cos_bt, sin_bt, tiles, geo, maps_loss, maps_v, mgeo,
                      dist_loss, dist_v, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf,
                      rx_id, present, rx_ant, off_grid):
     key = attempt_key(seed, np.uint64(attempt))
@@ -250,15 +250,17 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
     sl, cl = math.sin(tx_lon * DEG), math.cos(tx_lon * DEG)
     tx_x, tx_y, tx_z = cp * cl, cp * sl, sp
 
-    # The shadowing fields at the transmitter: the shared one and each fixed station's.
+    # The shadowing fields at the transmitter: the shared one (g[0]) and each fixed station's.
     shadow_on = ip[IP_SHADOW] != 0 and on
     g_shared = 0.0
-    cos_t = np.empty(kx.shape[0])
-    sin_t = np.empty(kx.shape[0])
+    g = np.empty(cos_bt.shape[1])
     if shadow_on:
+        cos_t = np.empty(kx.shape[0])
+        sin_t = np.empty(kx.shape[0])
         x_m, y_m = plane_xy(tx_lat, tx_lon, fp[FP_COS_LAT0])
         field_basis(kx, ky, x_m, y_m, cos_t, sin_t)
-        g_shared = field_at(cos_b, sin_b, 0, cos_t, sin_t)
+        fields_at(cos_bt, sin_bt, cos_t, sin_t, g)
+        g_shared = g[0]
     sigma, rho = fp[FP_SIGMA], fp[FP_RHO]
     w_shared, w_own = sigma * math.sqrt(rho), sigma * math.sqrt(1.0 - rho)
 
@@ -324,7 +326,7 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
             shadow = 0.0
             if shadow_on:
                 if fixed:
-                    own = field_at(cos_b, sin_b, j + 1, cos_t, sin_t)
+                    own = g[j + 1]
                 else:  # a random receiver's own field is seen at one point: a normal
                     own = normal(lk, L.L_OWN_SHADOW)
                 shadow = w_shared * g_shared + w_own * own
@@ -465,13 +467,13 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
 
 @njit(parallel=True)
 def run_attempts_many(seed, start, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf, env_tab,
-                      kx, ky, cos_b, sin_b, tiles, geo, maps_loss, maps_v, mgeo, dist_loss,
+                      kx, ky, cos_bt, sin_bt, tiles, geo, maps_loss, maps_v, mgeo, dist_loss,
                       dist_v, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf, rx_id,
                       present, rx_ant, off_grid):
     """Evaluate attempts start .. start + len(valid) - 1 in parallel (one row each)."""
     for i in numba.prange(valid.shape[0]):
         evaluate_attempt(seed, start + i, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab,
-                         env_cdf, env_tab, kx, ky, cos_b, sin_b, tiles, geo, maps_loss,
+                         env_cdf, env_tab, kx, ky, cos_bt, sin_bt, tiles, geo, maps_loss,
                          maps_v, mgeo, dist_loss, dist_v, valid, reason, n_rx, n_det, tx_ant,
                          tx_env, sc, rxf, rx_id, present, rx_ant, off_grid)
 

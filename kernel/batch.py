@@ -20,7 +20,7 @@ class KernelInputs:
     (S_*: position, ground altitude, antenna, clutter, sines and cosines); tx/rx cdf and table:
     antenna mixes and the antenna table; env_cdf, env_tab: the transmitter's clutter
     environments (rows: P.2108 loss, the profile's antenna height above ground, its map index);
-    kx, ky, cos_b, sin_b: the shadowing fields; tiles, geo: the terrain grid as the kernel
+    kx, ky, cos_bt, sin_bt: the shadowing fields (phases as features x fields); tiles, geo: the terrain grid as the kernel
     reads it and its [north, west, dlat, dlon, rows, cols, tiles per row]
     (``ElevationGrid.kernel_arrays``; a dummy without terrain); maps_loss, maps_v, mgeo: the
     fixed stations' loss maps over the transmitter box on a terrain; dist_loss, dist_v: their
@@ -38,8 +38,8 @@ class KernelInputs:
     env_tab: np.ndarray
     kx: np.ndarray
     ky: np.ndarray
-    cos_b: np.ndarray
-    sin_b: np.ndarray
+    cos_bt: np.ndarray
+    sin_bt: np.ndarray
     tiles: np.ndarray
     geo: np.ndarray
     maps_loss: np.ndarray
@@ -52,8 +52,8 @@ class KernelInputs:
     def arrays(self) -> tuple:
         """The kernel's input arguments after (seed, start), in its order."""
         return (self.fp, self.ip, self.st, self.tx_cdf, self.rx_cdf, self.tx_table,
-                self.rx_table, self.env_cdf, self.env_tab, self.kx, self.ky, self.cos_b,
-                self.sin_b, self.tiles, self.geo, self.maps_loss, self.maps_v, self.mgeo,
+                self.rx_table, self.env_cdf, self.env_tab, self.kx, self.ky, self.cos_bt,
+                self.sin_bt, self.tiles, self.geo, self.maps_loss, self.maps_v, self.mgeo,
                 self.dist_loss, self.dist_v)
 
 
@@ -152,7 +152,7 @@ def pack_config(cfg: GenerationConfig, seed: int, terrain=None) -> KernelInputs:
     of ``cfg.terrain`` (required when the configuration names one)."""
     from . import attempt as K
     from .physics import gaseous_absorption_db_per_km
-    from .shadowing import station_fields
+    from .shadowing import station_fields, transposed_phases
 
     check_range(seed, 0, 0)
     if (cfg.terrain is None) != (terrain is None):
@@ -198,6 +198,7 @@ def pack_config(cfg: GenerationConfig, seed: int, terrain=None) -> KernelInputs:
     st = station_rows(cfg, terrain)
     n_fields = 0 if cfg.use_random_receivers else len(cfg.receivers)
     kx, ky, cos_b, sin_b = station_fields(seed, n_fields, cfg.shadowing_correlation_m)
+    cos_bt, sin_bt = transposed_phases(cos_b, sin_b)
     tiles, geo = np.zeros(1, np.float32), np.zeros(7)
     maps_loss = maps_v = np.zeros((1, 1, 2, 2))
     mgeo = np.zeros(4)
@@ -225,7 +226,7 @@ def pack_config(cfg: GenerationConfig, seed: int, terrain=None) -> KernelInputs:
         rx_cdf=antenna_cdf(cfg.rx_antenna_dist, RX_ANTENNAS),
         tx_table=np.array(L.TX_ANTENNA_TABLE, dtype=np.float64),
         rx_table=np.array(L.RX_ANTENNA_TABLE, dtype=np.float64),
-        env_cdf=env_cdf, env_tab=env_tab, kx=kx, ky=ky, cos_b=cos_b, sin_b=sin_b,
+        env_cdf=env_cdf, env_tab=env_tab, kx=kx, ky=ky, cos_bt=cos_bt, sin_bt=sin_bt,
         tiles=tiles, geo=geo, maps_loss=maps_loss, maps_v=maps_v, mgeo=mgeo,
         dist_loss=dist_loss, dist_v=dist_v, max_receivers=cfg.max_receivers,
     )
