@@ -218,3 +218,30 @@ def test_tablespace_fills_mid_job(tmp_path):
         server.stop()
         if mounted and subprocess.run(["umount", str(disk)]).returncode != 0:
             subprocess.run(["umount", "--lazy", str(disk)], check=True)  # detach it anyway
+
+
+def test_a_batch_whose_rows_the_table_did_not_keep_fails_before_it_commits(conn, db_url):
+    """A trigger silently drops one row of the third batch: its COPY succeeds, but the batch
+    counts its own index range before committing, finds a row missing, and rolls back; the job
+    fails saying so, and the two batches before it stand, complete and counted (C1, C3)."""
+    with conn.transaction():
+        conn.execute("""
+            CREATE FUNCTION heimdall.drop_one_row() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.sample_index = 2500 THEN RETURN NULL; END IF;
+                RETURN NEW;
+            END $$""")
+        conn.execute("CREATE TRIGGER drop_one_row BEFORE INSERT ON heimdall.measurement_features "
+                     "FOR EACH ROW EXECUTE FUNCTION heimdall.drop_one_row()")
+    try:
+        created = submit(conn, name="dropped-row", num_samples=6000, seed=3, batch_size=1000)
+        with pytest.raises(JobError, match=r"range holds .* rows; it was rolled back"):
+            run_job(db_url, created["job_id"])
+        job = jobs.get_job(conn, created["job_id"])
+        meta, actual = counts(conn, created["dataset_id"])
+        assert job["status"] == "failed" and meta == actual == job["generated"]
+        assert actual <= 2500 and datasets.validate_dataset(conn, created["dataset_id"])["ok"]
+    finally:
+        with conn.transaction():
+            conn.execute("DROP TRIGGER drop_one_row ON heimdall.measurement_features")
+            conn.execute("DROP FUNCTION heimdall.drop_one_row()")

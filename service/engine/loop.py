@@ -344,7 +344,7 @@ def _finish(conn, job, job_id, reason, error, cfg, options, offset, requested, g
     final_count = -1
     if reason != "failed" or not _connection_broken(conn):
         try:
-            final_count, meta_count = _final_count(conn, dataset_id, offset, generated)
+            final_count, meta_count = _final_count(conn, dataset_id)
             log.debug("[FINAL COUNT DEBUG] samples_offset=%d, stats_generated=%d",
                       offset, generated)
             log.debug("Query returned actual_count=%d from database", final_count)
@@ -400,20 +400,15 @@ def _connection_broken(conn) -> bool:
     return conn.closed or conn.broken
 
 
-def _final_count(conn, dataset_id, offset: int, generated: int) -> tuple[int, int]:
-    """(actual rows, the dataset's num_samples). The rows of this job's index range are counted
-    through the (dataset_id, sample_index) index, and the range below it is certified by the
-    highest index below the offset: indices are unique and every job verified its own range,
-    so this equals COUNT(*) while costing O(job), not O(dataset) (`validate` does the full
-    COUNT)."""
+def _final_count(conn, dataset_id) -> tuple[int, int]:
+    """(actual rows, the dataset's num_samples). Every batch of every job counted its own index
+    range in its transaction before it committed (pipeline.commit_batch), and indices are
+    unique and start at 0, so the rows are complete up to the highest index: that index + 1
+    equals COUNT(*), read in O(log n) (`validate` and the dataset views do the full COUNT)."""
     with conn.transaction():
         meta = conn.execute("SELECT num_samples FROM heimdall.synthetic_datasets WHERE id = %s",
                             (dataset_id,)).fetchone()[0]
-        new_rows = conn.execute(
-            "SELECT count(*) FROM heimdall.measurement_features WHERE dataset_id = %s "
-            "AND sample_index >= %s", (dataset_id, offset)).fetchone()[0]
-        below = conn.execute(
-            "SELECT max(sample_index) FROM heimdall.measurement_features WHERE dataset_id = %s "
-            "AND sample_index < %s", (dataset_id, offset)).fetchone()[0]
-    earlier = 0 if below is None else below + 1
-    return earlier + new_rows, meta
+        top = conn.execute(
+            "SELECT max(sample_index) FROM heimdall.measurement_features WHERE dataset_id = %s",
+            (dataset_id,)).fetchone()[0]
+    return (0 if top is None else top + 1), meta

@@ -168,6 +168,10 @@ def default_job_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+class BatchCountMismatch(RuntimeError):
+    """A batch's rows in the table are not the rows it copied: it rolls back, the job fails."""
+
+
 class BatchAborted(Exception):
     """A batch in flight is dropped because the one before it ended the job or failed."""
 
@@ -247,6 +251,18 @@ def commit_batch(conn, packed, counters, previous, stop: JobStop):
                     copy_batch(cur, packed.buffer, stop=stop.stopping)
                 except CopyStopped:
                     raise (BatchCancelled() if stop.cancel.is_set() else BatchAborted()) from None
+                # The table, not the COPY, says what this batch stored: its index range must
+                # hold exactly its rows before it may commit (while the batch before commits).
+                stored = cur.execute(
+                    "SELECT count(*) FROM heimdall.measurement_features WHERE dataset_id = %s "
+                    "AND sample_index >= %s AND sample_index < %s",
+                    (stop.dataset_id, packed.sample_offset,
+                     packed.sample_offset + packed.kept)).fetchone()[0]
+                if stored != packed.kept:
+                    raise BatchCountMismatch(
+                        f"batch {packed.number} copied {packed.kept:,} samples (indices "
+                        f"{packed.sample_offset:,}..{packed.sample_offset + packed.kept - 1:,}) "
+                        f"but its range holds {stored:,} rows; it was rolled back")
             t_copied = time.perf_counter()
             if previous is not None:
                 previous.result()  # raises when it failed or was aborted: this one rolls back
