@@ -82,3 +82,19 @@ def test_over_http_an_expansion_of_another_model_version_is_a_409(server, api, d
     assert refused.status == 409 and "model_version" in refused.json["message"] + str(
         refused.json.get("fields", refused.json.get("field")))
     assert api.get(f"/datasets/{dataset_id}").json["model_version"] == 1
+
+
+def test_over_http_an_expansion_on_another_grid_of_the_terrains_name_is_a_409(server, api,
+                                                                               db_url):
+    with psycopg.connect(db_url) as conn:
+        add_terrain(conn, "mesa", plateau(300.0))
+    created = api.post("/generate", {"name": "on-mesa", "num_samples": 3, "terrain": "mesa"})
+    assert created.status in (200, 201, 202), created
+    dataset_id = created.json["dataset_id"]
+    with psycopg.connect(db_url) as conn:
+        delete_terrain(conn, "mesa")
+        add_terrain(conn, "mesa", plateau(350.0))
+    refused = api.post("/generate", {"expand_dataset_id": dataset_id, "num_samples": 3})
+    assert refused.status == 409 and "SHA-256" in refused.json["message"]
+    assert "terrain" in str(refused.json.get("fields", refused.json.get("field")))
+    assert api.get(f"/datasets/{dataset_id}").json["terrain_sha256"] == plateau(300.0).sha256()

@@ -95,3 +95,47 @@ def test_a_process_reads_a_grid_once_and_keeps_it_by_hash(conn):
     terrains.delete_terrain(conn, "kept")
     with pytest.raises(NotFoundError):  # the name, not the cache, decides what exists
         terrains.get_terrain(conn, "kept")
+
+
+def test_over_the_command_line_a_dataset_keeps_its_terrain_and_model_version(db, tmp_path):
+    """A terrain added from .hgt tiles is used by `generate --terrain`; the dataset records its
+    SHA-256. An expansion after the name was given another grid, or of a dataset of model
+    version 1, exits 4 naming what would change."""
+    import json
+
+    import psycopg
+    paths = tiles(tmp_path)
+    added = cli_json(db, "terrain", "add", "alps", *paths)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({
+        "name": "on-alps", "num_samples": 20, "terrain": "alps", "margin_deg": 0.05,
+        "tx_power_dbm": 50.0, "tx_height_m": 20.0, "receivers": [
+            {"name": "a", "lat": 45.3, "lon": 7.4, "antenna_height_m": 30.0},
+            {"name": "b", "lat": 45.7, "lon": 7.9, "antenna_height_m": 30.0},
+            {"name": "c", "lat": 45.4, "lon": 8.6, "antenna_height_m": 30.0},
+            {"name": "d", "lat": 45.8, "lon": 8.3, "antenna_height_m": 30.0}]}))
+    made = cli_json(db, "generate", "--request", request)
+    assert made["status"] == "completed" and made["generated"] == 20
+    assert cli_json(db, "expand", "on-alps", "--num-samples", 5)["status"] == "completed"
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT model_version, terrain_sha256 FROM "
+                           "heimdall.synthetic_datasets WHERE name = 'on-alps'").fetchone()
+    assert row == (2, added["sha256"])
+
+    assert cli(db, "terrain", "delete", "alps").returncode == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in tiles(other):  # the same tiles, one height changed
+        heights = np.fromfile(path, ">i2")
+        heights[5000] += 1
+        heights.tofile(path)
+    cli_json(db, "terrain", "add", "alps", *(other / p.name for p in paths))
+    refused = cli(db, "expand", "on-alps", "--num-samples", 5)
+    assert refused.returncode == 4 and "terrain" in refused.stderr and "SHA-256" in refused.stderr
+
+    cli_json(db, "generate", "--name", "made-by-model-1", "--num-samples", 5)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE heimdall.synthetic_datasets SET model_version = 1 "
+                     "WHERE name = 'made-by-model-1'")
+    old = cli(db, "expand", "made-by-model-1", "--num-samples", 5)
+    assert old.returncode == 4 and "model version 1" in old.stderr
