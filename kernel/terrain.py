@@ -418,8 +418,9 @@ def profile_pass(tiles, geo, lat1, lon1, ground1, hts, lat2, lon2, ground2, hrs,
     ``hts``, ``hrs`` are the antennas' heights above sea level. Returns (s_tim, s_rim, q_los,
     start, end, ok): the Bullington slopes and LOS parameter (``itu.bullington_loss_db``;
     -inf when no point lies between the ends), the ends of P.1812's fitted smooth surface
-    (``itu.fitted_ends``), and False when the path leaves the grid. This loop is most of a
-    terrain job's time: no trigonometry per point, and no branch but the loop's.
+    (``itu.fitted_ends``), and False when the path leaves the grid. This walk is most of a
+    random-receiver terrain job's time, and memory-bound: it reads the tiled int16 copy of
+    the grid (``tile_heights``), and per point does one division and no trigonometry.
     """
     d = d_km
     segments = max(int(math.ceil(d / KNOT_KM)), 1)
