@@ -48,6 +48,16 @@ def test_a_carrier_comes_out_at_its_offset_power_and_snr():
     assert np.mean(np.abs(residual) ** 2) == pytest.approx(noise_expected, rel=0.05)
 
 
+def strong_samples(count: int, seed: int = 9):
+    """(cfg, batch, rows, IQ) of the first ``count`` accepted samples of a 60 dBm transmitter
+    (most links far above the noise), 50 kHz x 200 ms."""
+    cfg = GenerationConfig.from_dict({"tx_power_dbm": 60.0})
+    batch = run_attempts(cfg, seed, 0, 50 * count)
+    rows = np.flatnonzero(batch.valid)[:count]
+    return cfg, batch, rows, iq.synthesize(batch, rows, seed, cfg.num_chunks, FS, 200,
+                                           cfg.bandwidth_hz, cfg.noise_floor_dbm)
+
+
 def receivers(*distances_km, rssi=-70.0):
     rx = np.full((len(distances_km), len(RX_FIELDS)), np.nan)
     rx[:, R_DIST] = distances_km
@@ -74,11 +84,7 @@ def test_two_receivers_are_as_far_apart_in_time_as_their_delays(attempt):
 def test_each_window_holds_the_link_budgets_window_power():
     """At high SNR the IQ's power in each measurement window is the budget's window power
     (its rssi less its fading plus that window's fading draw) within 0.5 dB."""
-    cfg = GenerationConfig.from_dict({"tx_power_dbm": 60.0})
-    batch = run_attempts(cfg, 9, 0, 300)
-    rows = np.flatnonzero(batch.valid)[:6]
-    x = iq.synthesize(batch, rows, 9, cfg.num_chunks, FS, 200, cfg.bandwidth_hz,
-                      cfg.noise_floor_dbm)
+    cfg, batch, rows, x = strong_samples(6)
     checked = 0
     for s, row in enumerate(rows):
         key = attempt_key(np.uint64(9), np.uint64(batch.attempt_index[row]))

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from heimdall_synth.kernel import GenerationConfig, iq, run_attempts
 from heimdall_synth.kernel import iq_features as F
+from tests.test_iq import strong_samples
 
 FS, N, B = 50_000.0, 4_000, 12_500.0
 
@@ -74,11 +74,7 @@ def test_a_two_path_channel_has_its_coherence_bandwidth(delay_us):
 def test_synthesized_samples_measure_their_link_budget():
     """At high SNR the IQ's RSSI per window is the budget's window power within 0.5 dB and its
     frequency offset the budget's within 50 Hz (the FM's audio is not symmetric per window)."""
-    cfg = GenerationConfig.from_dict({"tx_power_dbm": 60.0})
-    batch = run_attempts(cfg, 9, 0, 200)
-    rows = np.flatnonzero(batch.valid)[:4]
-    x = iq.synthesize(batch, rows, 9, cfg.num_chunks, FS, 200, cfg.bandwidth_hz,
-                      cfg.noise_floor_dbm)
+    cfg, batch, rows, x = strong_samples(4)
     checked = 0
     for s, row in enumerate(rows):
         for j in range(batch.n_receivers[row]):
