@@ -1,0 +1,97 @@
+"""IQ as files (in progress with the iq_raw dataset type; docs/SIGNALS.md): the stored sample
+formats and the two single-sample files a reader gets.
+
+* ``encode_iq`` / ``decode_iq``: the ``iq_format`` of stored and served IQ. ``cf32``: complex64,
+  little-endian, as synthesized. ``ci16``: interleaved int16 I and Q, little-endian, with one
+  scale per receiver capture (sqrt(mW) per count): the largest component maps to 32767, so the
+  rounding error is at most half a count, 90 dB below the peak.
+* ``npy_bytes``: a NumPy ``.npy`` file of (receivers, samples) complex64.
+* ``sigmf_archive``: a SigMF recording (a tar of ``<name>.sigmf-data`` and ``<name>.sigmf-meta``):
+  the receivers as interleaved channels of ``cf32_le`` samples, the sample rate and carrier
+  frequency in the global object and its one capture, each receiver's position and the true
+  transmitter's as ``heimdall:`` fields, and the transmitter also as an annotation over the
+  whole recording, as SigMF labels a capture's content.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+
+IQ_FORMATS = ("ci16", "cf32")
+CI16_FULL_SCALE = 32767
+
+
+def encode_iq(x: np.ndarray, fmt: str) -> tuple[bytes, float]:
+    """(bytes, scale) of one receiver's capture x (complex) in ``fmt``; scale is 1.0 for cf32."""
+    x = np.asarray(x)
+    if fmt == "cf32":
+        return x.astype("<c8").tobytes(), 1.0
+    if fmt != "ci16":
+        raise ValueError(f"iq_format must be one of {list(IQ_FORMATS)}, got {fmt!r}")
+    parts = np.empty((x.shape[0], 2))
+    parts[:, 0], parts[:, 1] = x.real, x.imag
+    peak = float(np.abs(parts).max()) if x.size else 0.0
+    scale = peak / CI16_FULL_SCALE if peak > 0.0 else 1.0
+    return np.rint(parts / scale).astype("<i2").tobytes(), scale
+
+
+def decode_iq(data: bytes, fmt: str, scale: float) -> np.ndarray:
+    """complex64 samples of ``encode_iq``'s bytes."""
+    if fmt == "cf32":
+        return np.frombuffer(data, "<c8").astype(np.complex64)
+    if fmt != "ci16":
+        raise ValueError(f"iq_format must be one of {list(IQ_FORMATS)}, got {fmt!r}")
+    parts = np.frombuffer(data, "<i2").reshape(-1, 2).astype(np.float64) * scale
+    return (parts[:, 0] + 1j * parts[:, 1]).astype(np.complex64)
+
+
+def npy_bytes(x: np.ndarray) -> bytes:
+    """A ``.npy`` file of x as complex64 (receivers, samples)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(x, dtype=np.complex64), allow_pickle=False)
+    return buf.getvalue()
+
+
+def sigmf_archive(name: str, x: np.ndarray, sample_rate_hz: float, frequency_hz: float,
+                  receivers: list[dict], transmitter: dict, description: str) -> bytes:
+    """A SigMF archive (tar bytes) of one sample: x (receivers, samples) as interleaved
+    channels; ``receivers`` one dict each (id, lat, lon, alt_m), ``transmitter`` (lat, lon,
+    alt_m, power_dbm)."""
+    x = np.ascontiguousarray(x, dtype=np.complex64)
+    channels, samples = x.shape
+    data = x.T.astype("<c8").tobytes()  # sample-major: channel values of one instant together
+    meta = {
+        "global": {
+            "core:datatype": "cf32_le",
+            "core:sample_rate": float(sample_rate_hz),
+            "core:num_channels": int(channels),
+            "core:version": "1.2.0",
+            "core:description": description,
+            "core:recorder": "heimdall-synth (synthetic)",
+            "core:extensions": [{"name": "heimdall", "version": "1.0.0", "optional": True}],
+            "heimdall:receivers": receivers,
+            "heimdall:transmitter": transmitter,
+            "heimdall:units": "sqrt(mW)",
+        },
+        "captures": [{"core:sample_start": 0, "core:frequency": float(frequency_hz)}],
+        "annotations": [{
+            "core:sample_start": 0, "core:sample_count": int(samples),
+            "core:label": "transmitter",
+            "core:comment": (f"true transmitter at {transmitter['lat']:.6f}, "
+                             f"{transmitter['lon']:.6f}, {transmitter['alt_m']:.1f} m"),
+            "heimdall:transmitter": transmitter,
+        }],
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for suffix, payload in ((".sigmf-meta", json.dumps(meta, indent=2).encode()),
+                                (".sigmf-data", data)):
+            info = tarfile.TarInfo(f"{name}/{name}{suffix}")
+            info.size = len(payload)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(payload))
+    return out.getvalue()
