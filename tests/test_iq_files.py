@@ -65,3 +65,23 @@ def test_sigmf_loads_in_the_sigmf_package(sample, tmp_path):
     with tarfile.open(archive) as tar:
         meta = json.load(tar.extractfile("sample-0/sample-0.sigmf-meta"))
     assert meta["global"]["heimdall:receivers"] == receivers
+
+
+def test_a_zarr_store_written_in_blocks_reads_back_in_zarr(tmp_path):
+    import zarr
+    cfg, batch, rows, x = strong_samples(5, seed=12)
+    writer = iq_files.ZarrIQWriter(tmp_path / "iq.zarr", len(rows), x.shape[1], x.shape[2],
+                                   50_000.0, cfg.frequency_mhz * 1e6, first_sample=100,
+                                   chunk_samples=2)
+    for block in (x[:2], x[2:3], x[3:]):
+        writer.append(block)
+    writer.close()
+    store = zarr.open_array(str(tmp_path / "iq.zarr"), mode="r")
+    assert store.shape == x.shape and store.dtype == np.complex64
+    assert np.array_equal(store[:], x) and store.attrs["first_sample_index"] == 100
+    short = iq_files.ZarrIQWriter(tmp_path / "short.zarr", 3, 2, 4, 1.0, 1.0)
+    short.append(np.zeros((2, 2, 4)))
+    with pytest.raises(ValueError, match="2 of 3 samples"):
+        short.close()
+    with pytest.raises(ValueError, match="holds 3 samples"):
+        short.append(np.zeros((2, 2, 4)))

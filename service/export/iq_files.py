@@ -11,6 +11,8 @@ formats and the two single-sample files a reader gets.
   frequency in the global object and its one capture, each receiver's position and the true
   transmitter's as ``heimdall:`` fields, and the transmitter also as an annotation over the
   whole recording, as SigMF labels a capture's content.
+* ``ZarrIQWriter``: a Zarr v3 store of many samples (samples, receivers, IQ samples), written
+  block by block so memory holds one block.
 """
 
 from __future__ import annotations
@@ -95,3 +97,35 @@ def sigmf_archive(name: str, x: np.ndarray, sample_rate_hz: float, frequency_hz:
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(payload))
     return out.getvalue()
+
+
+class ZarrIQWriter:
+    """A Zarr v3 store of IQ, samples x receivers x IQ samples (complex64), written block by
+    block so memory holds one block: ``append`` each block of consecutive samples (zeros in a
+    sample's padding receivers), then ``close``. The store's attributes carry the sample rate,
+    the carrier frequency and the first sample index."""
+
+    def __init__(self, path, samples: int, receivers: int, capture: int, sample_rate_hz: float,
+                 frequency_hz: float, first_sample: int = 0, chunk_samples: int = 16):
+        import zarr  # the iq extra
+        self.array = zarr.create_array(
+            store=str(path), shape=(samples, receivers, capture), dtype="complex64",
+            chunks=(min(chunk_samples, max(samples, 1)), receivers, capture), fill_value=0j,
+            overwrite=False, attributes={"sample_rate_hz": float(sample_rate_hz),
+                                         "frequency_hz": float(frequency_hz),
+                                         "first_sample_index": int(first_sample),
+                                         "units": "sqrt(mW)", "axes": ["sample", "receiver",
+                                                                      "iq_sample"]})
+        self.written = 0
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.complex64)
+        end = self.written + block.shape[0]
+        if end > self.array.shape[0]:
+            raise ValueError(f"the store holds {self.array.shape[0]} samples; {end} written")
+        self.array[self.written:end] = block
+        self.written = end
+
+    def close(self) -> None:
+        if self.written != self.array.shape[0]:
+            raise ValueError(f"{self.written} of {self.array.shape[0]} samples were written")
