@@ -240,7 +240,6 @@ def _box_text(box) -> str:
 #: The smooth-earth distance tables' step (km): linear interpolation between nodes this close
 #: stays within 0.01 dB of the exact loss (tests/test_model2.py).
 DIST_STEP_KM = 0.025
-_DIST_CACHE: dict = {}
 
 
 def box_span_km(box) -> float:
@@ -257,24 +256,38 @@ def distance_tables(st, cfg: GenerationConfig, ae_km: float):
     distances 0, DIST_STEP_KM, ... beyond the longest link of the transmitter box, from a
     transmitter at tx_altitude_m (``attempt.build_distance_tables``; cached per process)."""
     from .attempt import build_distance_tables
-    from .jit import parallel_launch
+    from .jit import kernel_launch
     nodes = int(math.ceil(1.01 * box_span_km(transmitter_box(cfg)) / DIST_STEP_KM)) + 2
-    key = (st.tobytes(), cfg.tx_altitude_m, cfg.frequency_mhz, ae_km, nodes)
-    if key not in _DIST_CACHE:
+
+    def build():
         loss, v = np.zeros((st.shape[0], nodes)), np.zeros((st.shape[0], nodes))
-        with parallel_launch():
+        with kernel_launch():
             build_distance_tables(st, cfg.tx_altitude_m, cfg.frequency_mhz, ae_km,
                                   DIST_STEP_KM, loss, v)
-        if len(_DIST_CACHE) >= _MAP_CACHE_SIZE:
-            _DIST_CACHE.pop(next(iter(_DIST_CACHE)))
-        _DIST_CACHE[key] = loss, v
-    return _DIST_CACHE[key]
+        return loss, v
+
+    key = ("distance", st.tobytes(), cfg.tx_altitude_m, cfg.frequency_mhz, ae_km, nodes)
+    return _remember(key, build)
+
+
+#: What the kernel precomputes per dataset (loss maps, distance tables), kept for the
+#: process: the most recent few, oldest dropped first.
+_TABLES: dict = {}
+_TABLES_KEPT = 4
+
+
+def _remember(key, build):
+    """The value cached under ``key``, built (and kept) when missing."""
+    if key not in _TABLES:
+        value = build()
+        if len(_TABLES) >= _TABLES_KEPT:
+            _TABLES.pop(next(iter(_TABLES)))
+        _TABLES[key] = value
+    return _TABLES[key]
 
 
 #: A loss map has at most this many cells along each side; no finer than the terrain's grid.
 MAP_CELLS = 128
-_MAP_CACHE: dict = {}
-_MAP_CACHE_SIZE = 4
 
 
 def map_lattice(terrain, box) -> np.ndarray:
@@ -292,26 +305,26 @@ def loss_maps(terrain, st, profile_heights, box, f_mhz, ae_km):
     transmitter at every node of a lattice over the transmitter box, one map per profile
     height; the kernel interpolates them bilinearly. Cached for the process (a few maps)."""
     from .attempt import build_loss_maps
-    from .jit import parallel_launch
+    from .jit import kernel_launch
     from .terrain import TerrainError
     lattice = map_lattice(terrain, box)
-    key = (terrain.sha256(), st.tobytes(), profile_heights.tobytes(), lattice.tobytes(), f_mhz)
-    if key in _MAP_CACHE:
-        return _MAP_CACHE[key]
-    rows, cols = int(lattice[4]), int(lattice[5])
-    shape = (st.shape[0], len(profile_heights), rows, cols)
-    maps_loss, maps_v = np.zeros(shape), np.zeros(shape)
-    ok = np.zeros(shape, np.bool_)
-    with parallel_launch():
-        build_loss_maps(st, profile_heights, *terrain.kernel_arrays(), lattice[:4], f_mhz, ae_km,
-                        maps_loss, maps_v, ok)
-    if not ok.all():
-        raise TerrainError(f"a link from the transmitters' area to a station leaves the "
-                           f"terrain's grid {terrain.bounds_text()}")
-    if len(_MAP_CACHE) >= _MAP_CACHE_SIZE:
-        _MAP_CACHE.pop(next(iter(_MAP_CACHE)))
-    _MAP_CACHE[key] = maps_loss, maps_v, lattice[:4].copy()
-    return _MAP_CACHE[key]
+
+    def build():
+        rows, cols = int(lattice[4]), int(lattice[5])
+        shape = (st.shape[0], len(profile_heights), rows, cols)
+        maps_loss, maps_v = np.zeros(shape), np.zeros(shape)
+        ok = np.zeros(shape, np.bool_)
+        with kernel_launch():
+            build_loss_maps(st, profile_heights, *terrain.kernel_arrays(), lattice[:4], f_mhz,
+                            ae_km, maps_loss, maps_v, ok)
+        if not ok.all():
+            raise TerrainError(f"a link from the transmitters' area to a station leaves the "
+                               f"terrain's grid {terrain.bounds_text()}")
+        return maps_loss, maps_v, lattice[:4].copy()
+
+    key = ("maps", terrain.sha256(), st.tobytes(), profile_heights.tobytes(), lattice.tobytes(),
+           f_mhz)
+    return _remember(key, build)
 
 
 @dataclass
@@ -410,10 +423,8 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
     is then a view of its first ``count`` rows, overwritten by the next call. A link that
     leaves the terrain's grid raises TerrainError naming the grid's bounds.
     """
-    import numba
-
     from .attempt import run_attempts_many
-    from .jit import parallel_launch
+    from .jit import kernel_launch
 
     cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
     check_range(seed, start, count)
@@ -429,20 +440,11 @@ def run_attempts(config, seed: int, start: int, count: int, threads: int | None 
         out = out.head(count)
     out.attempt_index[:] = np.arange(start, start + count, dtype=np.int64)
     off_grid = np.zeros(count, np.bool_)
-    previous = numba.get_num_threads()
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or not (
-                1 <= threads <= numba.config.NUMBA_NUM_THREADS):
-            raise ConfigError("threads", f"must be an integer in [1, {numba.config.NUMBA_NUM_THREADS}]")
-        numba.set_num_threads(threads)
-    try:
-        with parallel_launch():
-            run_attempts_many(np.uint64(seed), np.int64(start), *k.arrays(), out.valid,
-                              out.reject_reason, out.n_receivers, out.n_detected,
-                              out.tx_antenna, out.tx_environment, out.scalars, out.rx,
-                              out.rx_id, out.signal_present, out.rx_antenna, off_grid)
-    finally:
-        numba.set_num_threads(previous)
+    with kernel_launch(threads):
+        run_attempts_many(np.uint64(seed), np.int64(start), *k.arrays(), out.valid,
+                          out.reject_reason, out.n_receivers, out.n_detected,
+                          out.tx_antenna, out.tx_environment, out.scalars, out.rx,
+                          out.rx_id, out.signal_present, out.rx_antenna, off_grid)
     if off_grid.any():
         from .terrain import TerrainError
         first = int(start + np.flatnonzero(off_grid)[0])

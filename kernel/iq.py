@@ -276,22 +276,16 @@ def synthesize(batch, rows, seed: int, chunks: int, sample_rate_hz: float, durat
     """IQ of the accepted samples ``rows`` of an AttemptBatch (from ``run_attempts`` with this
     seed): complex64, (samples, max receivers, capture samples), zeros in padding slots.
     ``chunks`` and ``fading`` are the configuration's ``num_chunks`` and ``enable_fading``."""
-    from .jit import parallel_launch
+    from .jit import kernel_launch
     rows = np.asarray(rows, dtype=np.int64)
     if not batch.valid[rows].all():
         raise ValueError("IQ is synthesized for accepted samples only")
     capture = int(round(sample_rate_hz * duration_ms / 1000.0))
     out = np.zeros((len(rows), batch.rx.shape[1], capture), np.complex64)
-    previous = numba.get_num_threads()
-    if threads is not None:
-        numba.set_num_threads(threads)
-    try:
-        with parallel_launch():
-            synthesize_many(np.uint64(seed), batch.attempt_index[rows].astype(np.uint64),
-                            np.ascontiguousarray(batch.rx[rows]),
-                            batch.n_receivers[rows].astype(np.int64), int(chunks), fading,
-                            float(sample_rate_hz), capture, float(bandwidth_hz),
-                            float(noise_floor_dbm), out)
-    finally:
-        numba.set_num_threads(previous)
+    with kernel_launch(threads):
+        synthesize_many(np.uint64(seed), batch.attempt_index[rows].astype(np.uint64),
+                        np.ascontiguousarray(batch.rx[rows]),
+                        batch.n_receivers[rows].astype(np.int64), int(chunks), fading,
+                        float(sample_rate_hz), capture, float(bandwidth_hz),
+                        float(noise_floor_dbm), out)
     return out

@@ -209,15 +209,9 @@ def features_many(x, n_rx, windows, fs, bandwidth_hz, out):
 def measure(x, n_rx, windows: int, sample_rate_hz: float, bandwidth_hz: float,
             threads: int | None = None) -> np.ndarray:
     """The features of ``iq.synthesize``'s output: (samples, receivers, FEATURES, AGGREGATES)."""
-    from .jit import parallel_launch
+    from .jit import kernel_launch
     out = np.empty(x.shape[:2] + (len(FEATURES), len(AGGREGATES)))
-    previous = numba.get_num_threads()
-    if threads is not None:
-        numba.set_num_threads(threads)
-    try:
-        with parallel_launch():
-            features_many(x, np.asarray(n_rx, np.int64), int(windows), float(sample_rate_hz),
-                          float(bandwidth_hz), out)
-    finally:
-        numba.set_num_threads(previous)
+    with kernel_launch(threads):
+        features_many(x, np.asarray(n_rx, np.int64), int(windows), float(sample_rate_hz),
+                      float(bandwidth_hz), out)
     return out

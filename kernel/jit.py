@@ -84,6 +84,26 @@ def njit(*args, **kw):
 
 
 @contextmanager
+def kernel_launch(threads: int | None = None):
+    """Around a parallel kernel's launch with ``threads`` CPU threads (None: Numba's current
+    number): checks the number (ConfigError naming ``threads``), sets it for the launch and
+    restores it after; launches through ``parallel_launch``."""
+    previous = numba.get_num_threads()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or not (
+                1 <= threads <= numba.config.NUMBA_NUM_THREADS):
+            from .config import ConfigError
+            raise ConfigError("threads",
+                              f"must be an integer in [1, {numba.config.NUMBA_NUM_THREADS}]")
+        numba.set_num_threads(threads)
+    try:
+        with parallel_launch():
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+@contextmanager
 def parallel_launch():
     """Around every launch of a parallel kernel: makes launches from several threads safe.
 

@@ -5,6 +5,7 @@ in tests/conftest.py, the database probes in tests/helpers.py."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -149,6 +150,16 @@ def start_server(db_url, **config) -> ServerThread:
     """The production server (its thread and stream limits) in a thread of this process."""
     app = create_app({"DATABASE_URL": db_url, "JOB_WORKERS": 2, "API_TOKEN": None, **config})
     return ServerThread(app, "127.0.0.1", 0).start()
+
+
+@contextlib.contextmanager
+def served_client(db_url, **config):
+    """A Client of a ``start_server`` server, stopped on leaving."""
+    server = start_server(db_url, **config)
+    try:
+        yield Client(server.url)
+    finally:
+        server.stop()
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from heimdall_synth.service.storage.database import connect
 from heimdall_synth.service.storage.migrations import upgrade
 from heimdall_synth.service.storage.terrains import add_terrain, delete_terrain
 from tests.helpers import generate, new_database
-from tests.http_client import API, Client, start_server
+from tests.http_client import API, served_client
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A 0.01-degree grid over the default receivers (44.39-45.48 N, 7.23-9.13 E) and their margins.
@@ -170,11 +170,8 @@ def test_a_deleted_terrain_draws_no_relief_and_says_so(data):
 
 @pytest.fixture(scope="module")
 def api(data):
-    server = start_server(data.url)
-    try:
-        yield Client(server.url)
-    finally:
-        server.stop()
+    with served_client(data.url) as client:
+        yield client
 
 
 def test_the_report_page_names_the_terrain(api, data):

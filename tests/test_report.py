@@ -26,7 +26,7 @@ from heimdall_synth.service.report import PLOT_NAMES, PLOTS, plots, queries
 from heimdall_synth.service.report.render import figures, render_png, write_report
 from heimdall_synth.service.engine.request import GenerateRequest, NotFoundError
 from tests.helpers import cli, new_database
-from tests.http_client import API, Client, start_server
+from tests.http_client import API, Client, served_client
 
 HOSTILE_NAME = 'empty <b>bold</b> & "quoted"'
 WIDTH, HEIGHT = (int(v * plots.DPI) for v in plots.FIGSIZE_IN)
@@ -370,11 +370,8 @@ def test_cli_report_writes_pngs_with_content(data, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def api(data):
-    server = start_server(data.url)
-    try:
-        yield Client(server.url)
-    finally:
-        server.stop()
+    with served_client(data.url) as client:
+        yield client
 
 
 class _Page(HTMLParser):
