@@ -257,6 +257,10 @@ class GenerationConfig:
     enable_shadowing: bool
     enable_clutter: bool
     enable_fading: bool
+    iq_sample_rate_hz: float | None
+    iq_duration_ms: float | None
+    iq_storage: str | None
+    iq_format: str | None
     tx_antenna_dist: Mapping
     rx_antenna_dist: Mapping
     min_snr_db: float
@@ -286,10 +290,26 @@ class GenerationConfig:
         return GenerationConfig.from_dict({**self.to_dict(), **changes})
 
     @property
+    def is_iq(self) -> bool:
+        return self.dataset_type == "iq_raw"
+
+    @property
+    def iq_capture(self) -> int:
+        """IQ samples in each receiver's capture (iq_raw; 0 otherwise)."""
+        if not self.is_iq:
+            return 0
+        return iq_capture_samples(self.iq_sample_rate_hz, self.iq_duration_ms)
+
+    @property
     def max_receivers(self) -> int:
         """Width of the per-receiver arrays: the most receivers one attempt can have."""
         return self.max_receivers_count if self.use_random_receivers else len(self.receivers)
 
+
+
+def iq_capture_samples(sample_rate_hz: float, duration_ms: float) -> int:
+    """IQ samples in a capture of ``duration_ms`` at ``sample_rate_hz`` (rounded)."""
+    return int(round(sample_rate_hz * duration_ms / 1000.0))
 
 
 def _validated(d, overrides: dict) -> dict:
@@ -306,13 +326,20 @@ def _validated(d, overrides: dict) -> dict:
         p = PARAMS_BY_NAME[name]
         if name in given:
             values[name] = check_value(name, given[name])
-        elif name == "max_gdop":
-            values[name] = None  # resolved below: it depends on use_random_receivers
+        elif name == "max_gdop" or name in D.IQ_FIELDS:
+            values[name] = None  # resolved below: they depend on other fields
         else:
             values[name] = check_value(name, p.default) if p.default is not None else None
     if values["max_gdop"] is None:
         values["max_gdop"] = (D.MAX_GDOP_RANDOM if values["use_random_receivers"]
                               else D.MAX_GDOP_FIXED)
+    for name in D.IQ_FIELDS:
+        if values["dataset_type"] != "iq_raw":
+            if values[name] is not None:
+                raise ConfigError(name, f"applies to iq_raw datasets only (dataset_type is "
+                                        f"{values['dataset_type']!r}); leave it out or null")
+        elif values[name] is None:  # absent or null: the table's default
+            values[name] = check_value(name, PARAMS_BY_NAME[name].default)
     _check_relations(values)
     return values
 
@@ -332,6 +359,28 @@ def _check_relations(v: dict) -> None:
                 raise ConfigError(f"receivers[{i}].alt_m", "is required without a terrain "
                                   "(with one, an omitted ground altitude is read from it)")
     n_rx = v["max_receivers_count"] if v["use_random_receivers"] else len(v["receivers"])
+    if v["dataset_type"] == "iq_raw":
+        _check_iq(v, n_rx)
     if v["min_receivers"] > n_rx:
         raise ConfigError("min_receivers", f"{v['min_receivers']} is more than the "
                           f"{n_rx} receivers an attempt can have")
+
+
+def _check_iq(v: dict, n_rx: int) -> None:
+    """An iq_raw capture must hold the channel, enough samples per measurement window, and
+    fit the per-sample memory bound."""
+    fs, bandwidth = v["iq_sample_rate_hz"], v["bandwidth_hz"]
+    if fs < bandwidth:
+        raise ConfigError("iq_sample_rate_hz", f"{fs:g} Hz is less than bandwidth_hz "
+                          f"{bandwidth:g}: the channel must fit in the IQ capture")
+    capture = iq_capture_samples(fs, v["iq_duration_ms"])
+    per_window = capture // v["num_chunks"]
+    if per_window < D.MIN_IQ_WINDOW_SAMPLES:
+        raise ConfigError("iq_duration_ms", f"{v['iq_duration_ms']:g} ms at {fs:g} Hz gives "
+                          f"{per_window} IQ samples in each of the {v['num_chunks']} measurement "
+                          f"windows; at least {D.MIN_IQ_WINDOW_SAMPLES} are needed")
+    if n_rx * capture > D.MAX_IQ_VALUES_PER_SAMPLE:
+        raise ConfigError("iq_duration_ms", f"{n_rx} receivers x {capture:,} IQ samples is "
+                          f"{n_rx * capture:,} values per sample, more than the "
+                          f"{D.MAX_IQ_VALUES_PER_SAMPLE:,} one sample may hold; shorten the "
+                          "capture or lower iq_sample_rate_hz")

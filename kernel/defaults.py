@@ -47,7 +47,16 @@ DIRECTIONAL_ANTENNAS = ("yagi", "log_periodic")
 POLARIZATIONS = ("vertical", "horizontal")
 #: The transmitter's surroundings, drawn per attempt: ITU-R P.2108 clutter types and shares.
 TX_CLUTTER_MIX = (("open", 0.40), ("trees", 0.30), ("suburban", 0.20), ("urban", 0.10))
-DATASET_TYPES = ("feature_based",)  # "iq_raw" arrives with its own issue
+DATASET_TYPES = ("feature_based", "iq_raw")
+IQ_STORAGES = ("regenerate", "postgres")
+IQ_FORMATS = ("ci16", "cf32")
+#: The IQ fields: they apply to iq_raw datasets only (null in a feature_based configuration).
+IQ_FIELDS = ("iq_sample_rate_hz", "iq_duration_ms", "iq_storage", "iq_format")
+#: The most complex IQ values one sample may hold (receivers x capture samples): 512 MB as
+#: complex64, so a job's memory stays bounded whatever the request (docs/SIGNALS.md).
+MAX_IQ_VALUES_PER_SAMPLE = 64 * 2**20
+#: The fewest IQ samples a measurement window may hold (its spectrum needs some bins).
+MIN_IQ_WINDOW_SAMPLES = 64
 RECEIVER_PLACEMENTS = ("random", "hexagonal")
 
 MAX_SAMPLES = 100_000_000
@@ -145,6 +154,19 @@ PARAMETERS: tuple[Param, ...] = (
     _p("enable_shadowing", "bool", True, "data", "spatially correlated shadowing"),
     _p("enable_clutter", "bool", True, "data", "transmitter (ITU-R P.2108) and station clutter"),
     _p("enable_fading", "bool", True, "data", "fast fading per measurement window"),
+    _p("iq_sample_rate_hz", "float", 50_000.0, "data",
+       "iq_raw: IQ sample rate (Hz), at least bandwidth_hz; null for feature_based",
+       lo=8_000, hi=2_000_000, nullable=True),
+    _p("iq_duration_ms", "float", 200.0, "data",
+       "iq_raw: length of every receiver's capture (ms); null for feature_based",
+       lo=10, hi=5_000, nullable=True),
+    _p("iq_storage", "choice", "regenerate", "data",
+       "iq_raw: 'regenerate' (IQ synthesized again, bit for bit, when read) or 'postgres' "
+       "(also stored, in the sample's transaction); null for feature_based",
+       choices=IQ_STORAGES, nullable=True),
+    _p("iq_format", "choice", "ci16", "data",
+       "iq_raw: sample format of stored and served IQ, 'ci16' (int16 with a scale per capture) "
+       "or 'cf32'; null for feature_based", choices=IQ_FORMATS, nullable=True),
     _p("tx_antenna_dist", "dist", {"whip": 0.90, "rubber_duck": 0.08,
                                    "portable_directional": 0.02}, "data",
        "transmitter antenna mix, sums to 1", choices=TX_ANTENNAS),

@@ -20,6 +20,7 @@ import pytest
 from heimdall_synth.kernel import DEFAULT_RECEIVERS, PARAMETERS, ConfigError, GenerationConfig
 from heimdall_synth.kernel import defaults as D
 from heimdall_synth.kernel.config import CONFIG_FIELDS, check_value
+from heimdall_synth.kernel.defaults import IQ_FIELDS
 
 INF = math.inf
 NAN = math.nan
@@ -84,6 +85,10 @@ def context(name, value):
         return {"min_receivers_count": 3} if value < 5 else {}
     if name == "min_receivers":
         return {"use_random_receivers": True, "max_receivers_count": 15} if value > 7 else {}
+    if name == "iq_sample_rate_hz":  # the channel must fit in the capture
+        return {"dataset_type": "iq_raw", "bandwidth_hz": min(12_500.0, value)}
+    if name in IQ_FIELDS:
+        return {"dataset_type": "iq_raw"}
     for axis, lo, hi, dmin, dmax in (("lat", -90, 90, 44, 46), ("lon", -180, 180, 7, 10)):
         if name == f"area_{axis}_min":
             if value >= hi:
@@ -163,7 +168,7 @@ SPEC_RECEIVERS = [
 
 @pytest.mark.parametrize("name", [n for n in CONFIG_FIELDS if n not in ("max_gdop",)])
 def test_default_equals_table(name):
-    cfg = GenerationConfig.from_dict({})
+    cfg = GenerationConfig.from_dict({"dataset_type": "iq_raw"} if name in IQ_FIELDS else {})
     value = getattr(cfg, name)
     default = P[name].default
     if name == "receivers":
@@ -432,8 +437,6 @@ def _wrong_values(p):
     elif p.kind == "choice":
         vals = ["unknown", "", p.choices[0].upper(), p.choices[0] + " ", 0, 1, True,
                 [p.choices[0]], {p.choices[0]: 1}]
-        if p.name == "dataset_type":
-            vals.append("iq_raw")  # not yet
     elif p.kind == "str":
         vals = [5, 1.0, True, b"abc", ["abc"], {"a": 1}]
     elif p.kind == "uuid":
@@ -472,7 +475,8 @@ def test_choice_message_names_the_choices(p):
         assert c in str(err)
     for c in p.choices:
         assert check_value(p.name, c) == c
-        assert getattr(GenerationConfig.from_dict({p.name: c}), p.name) == c
+        assert getattr(GenerationConfig.from_dict({**context(p.name, c), p.name: c}),
+                       p.name) == c
 
 
 @pytest.mark.parametrize("p", [p for p in PARAMETERS if p.kind == "bool"], ids=lambda p: p.name)
@@ -966,3 +970,44 @@ def test_nullable_job_ints_accept_null_and_refuse_zero(name):
 @pytest.mark.parametrize("value", [None, True, False])
 def test_use_gpu_tristate(value):
     assert check_value("use_gpu", value) is value
+
+
+# --------------------------------------------------------------------------------------------
+# iq_raw: the IQ fields belong to that type, and its capture must make sense
+
+def test_iq_raw_takes_the_iq_defaults_and_feature_based_has_none():
+    iq = GenerationConfig.from_dict({"dataset_type": "iq_raw"})
+    assert (iq.iq_sample_rate_hz, iq.iq_duration_ms, iq.iq_storage, iq.iq_format) == (
+        50_000.0, 200.0, "regenerate", "ci16")
+    assert iq.iq_capture == 10_000
+    plain = GenerationConfig.from_dict({})
+    assert all(getattr(plain, name) is None for name in IQ_FIELDS)
+    assert plain.iq_capture == 0
+    for cfg in (iq, plain):
+        assert GenerationConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+@pytest.mark.parametrize("name, value", [("iq_sample_rate_hz", 50_000), ("iq_duration_ms", 200),
+                                         ("iq_storage", "postgres"), ("iq_format", "cf32")])
+def test_iq_fields_are_refused_on_a_feature_based_dataset(name, value):
+    err = refused(name, GenerationConfig.from_dict, {name: value})
+    assert "iq_raw" in str(err)
+    assert getattr(GenerationConfig.from_dict({name: None}), name) is None
+
+
+@pytest.mark.parametrize("name", IQ_FIELDS)
+def test_iq_null_is_the_default_on_an_iq_raw_dataset(name):
+    cfg = GenerationConfig.from_dict({"dataset_type": "iq_raw", name: None})
+    assert getattr(cfg, name) == D.PARAMS_BY_NAME[name].default
+
+
+@pytest.mark.parametrize("given, field, words", [
+    ({"iq_sample_rate_hz": 10_000}, "iq_sample_rate_hz", "bandwidth_hz"),
+    ({"iq_sample_rate_hz": 8_000, "bandwidth_hz": 8_000, "iq_duration_ms": 10,
+      "num_chunks": 2}, "iq_duration_ms", "measurement"),
+    ({"iq_sample_rate_hz": 2_000_000, "iq_duration_ms": 5_000}, "iq_duration_ms",
+     "values per sample"),
+])
+def test_iq_capture_relations_name_the_field(given, field, words):
+    err = refused(field, GenerationConfig.from_dict, {"dataset_type": "iq_raw", **given})
+    assert words in str(err)

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from heimdall_synth.kernel import REJECT_REASONS, GenerationConfig
 from heimdall_synth.service.engine.request import NotFoundError
 from heimdall_synth.service.engine import states
-from heimdall_synth.service.engine.pipeline import (AUTO_BATCH_ATTEMPTS, INGEST_STREAMS,
+from heimdall_synth.service.engine.pipeline import (INGEST_STREAMS, auto_batch_attempts,
                                                     BatchCancelled, JobStop, Lane, Producer,
                                                     default_job_threads)
 from heimdall_synth.service.engine.quality import QualityAggregates
@@ -191,7 +191,7 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
     spec = job["config"]
     cfg = GenerationConfig.from_dict(spec["config"])
     seed, options = int(spec["seed"]), spec["options"]
-    threads = threads or default_job_threads()
+    threads = threads or default_job_threads(cfg)
     device = _device(threads)
     with conn.transaction():
         ds = conn.execute(
@@ -209,7 +209,7 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
     rejections = {k: int(job["rejections"].get(k, 0)) for k in REJECT_REASONS}
     max_attempts = int(options["max_attempts"])
     max_run = int(options["max_consecutive_rejections"])
-    batch_size = int(options["batch_size"] or AUTO_BATCH_ATTEMPTS)
+    batch_size = int(options["batch_size"] or auto_batch_attempts(cfg))
     quality = QualityAggregates(metrics)
     dataset_id = uuid.UUID(str(job["dataset_id"]))
 
@@ -232,6 +232,7 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
     lanes: list[Lane] = []
     inflight: deque = deque()
     stop = JobStop(job_id, dataset_id, lock_pid, threading.Event(), cancel)
+    producer.halted = stop.stopping
     pending = previous = None
 
     def committed(packed, total, msg, cumulative, t_copy, t_commit):

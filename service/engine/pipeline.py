@@ -25,7 +25,9 @@ from heimdall_synth.kernel import REJECT_REASONS
 from heimdall_synth.kernel.batch import AttemptBatch, pack_config, run_attempts
 from heimdall_synth.service.engine.quality import QualityAggregates
 from heimdall_synth.service.storage import locks
-from heimdall_synth.service.storage.copy_rows import (CopyStopped, copy_batch, pack_feature_rows,
+from heimdall_synth.service.storage.capture_rows import IQ_CAPTURES_SQL, pack_capture_rows
+from heimdall_synth.service.storage.copy_rows import (COPY_SQL, IQ_COPY_SQL, CopyStopped,
+                                                      copy_batch, pack_feature_rows,
                                                       row_data_bytes)
 from heimdall_synth.service.storage.database import connect
 
@@ -33,6 +35,25 @@ AUTO_BATCH_ATTEMPTS = 50_000    # ~0.1 s of kernel, ~0.5 s of COPY here (bench/R
 FIRST_BATCH_ATTEMPTS = 8_192    # then x4 per batch up to the batch size
 CHUNK_ATTEMPTS = 8_192          # the producer's unit of work within a batch
 INGEST_STREAMS = 2              # connections COPYing batches side by side (commits in order)
+#: iq_raw: complex IQ values (receivers x capture samples) the producer synthesizes at once,
+#: 32 MB of complex64, and a batch is at most IQ_CHUNKS_PER_BATCH such chunks (about 1 s here):
+#: memory stays bounded whatever the capture, and a cancel never waits long for the producer.
+IQ_CHUNK_VALUES = 4 * 2**20
+IQ_CHUNKS_PER_BATCH = 8
+
+
+def chunk_attempts(cfg) -> int:
+    """Attempts the producer runs at a time: CHUNK_ATTEMPTS, or for iq_raw as many as keep
+    the chunk's IQ within IQ_CHUNK_VALUES (at least one)."""
+    if not cfg.is_iq:
+        return CHUNK_ATTEMPTS
+    return int(min(CHUNK_ATTEMPTS, max(1, IQ_CHUNK_VALUES // (cfg.max_receivers
+                                                              * cfg.iq_capture))))
+
+
+def auto_batch_attempts(cfg) -> int:
+    """The attempts of a batch when the job does not set batch_size."""
+    return AUTO_BATCH_ATTEMPTS if not cfg.is_iq else chunk_attempts(cfg) * IQ_CHUNKS_PER_BATCH
 
 
 def consume(batch: AttemptBatch, need: int, run_before: int, max_run: int):
@@ -75,6 +96,9 @@ class PackedBatch:
     stalled: bool
     sample_offset: int    # sample_index of its first row
     seconds: float = 0.0  # the producer's time on it (kernel, consume, pack)
+    copy_sql: str = COPY_SQL  # the COPY the buffer was packed for (iq_raw: IQ features too)
+    captures: object = None   # iq_raw, postgres storage: its IQ captures' COPY data (a list)
+    capture_rows: int = 0     # rows in captures
 
 
 class Producer:
@@ -89,7 +113,7 @@ class Producer:
     """
 
     def __init__(self, cfg, seed, threads, dataset_id, job_id, frequency_hz, batch_size,
-                 cursor, budget_left, need, run, max_run, first_sample):
+                 cursor, budget_left, need, run, max_run, first_sample, halted=None):
         self.cfg, self.seed, self.threads = cfg, seed, threads
         self.dataset_id, self.job_id, self.frequency_hz = dataset_id, job_id, frequency_hz
         self.batch_size, self.cursor, self.budget_left = batch_size, cursor, budget_left
@@ -100,6 +124,9 @@ class Producer:
         self.inputs = self.buffer = None
         self.number = 0
         self.acceptance = 0.9  # running estimate, sizes the last batches (never the results)
+        self.chunk = chunk_attempts(cfg)
+        # Asked between chunks: when the job is stopping, the batch being made is dropped.
+        self.halted = halted or (lambda: False)
 
     def next(self) -> PackedBatch | None:
         """The next batch, or None when the job needs nothing more or the budget is spent."""
@@ -109,24 +136,36 @@ class Producer:
         t0 = time.perf_counter()
         if self.inputs is None:
             self.inputs = pack_config(self.cfg, self.seed, self.terrain)
-            self.buffer = AttemptBatch.empty(CHUNK_ATTEMPTS, self.inputs.max_receivers)
+            self.buffer = AttemptBatch.empty(self.chunk, self.inputs.max_receivers)
         # Size a batch for what is still needed, starting small so the first COPY starts at
         # once and the pipeline fills (results never depend on batch sizes: C4).
         wanted = int(self.need * 1.2 / max(self.acceptance, 0.02)) + 256
-        ramp = FIRST_BATCH_ATTEMPTS * 4 ** self.number
-        count = min(self.batch_size, self.budget_left, ramp, max(wanted, 1024))
+        first = FIRST_BATCH_ATTEMPTS if not self.cfg.is_iq else self.chunk
+        ramp = first * 4 ** self.number
+        count = min(self.batch_size, self.budget_left, ramp,
+                    max(wanted, min(1024, self.batch_size)))
         first_attempt, first_sample = self.cursor, self.next_sample
         chunks, evaluated, valid, consumed, kept, stalled = [], 0, 0, 0, 0, False
+        captures, capture_rows = [], 0
         rejections = np.zeros(len(REJECT_REASONS) + 1, np.int64)
         quality = QualityAggregates(None)
         while evaluated < count and self.need > 0 and not stalled:
-            n = min(CHUNK_ATTEMPTS, count - evaluated)
+            if self.halted():
+                return None  # the job is stopping: this batch would never commit
+            n = min(self.chunk, count - evaluated)
             batch = run_attempts(self.cfg, self.seed, self.cursor, n, threads=self.threads,
                                  inputs=self.inputs, out=self.buffer)
             take, used, stalled, self.run = consume(batch, self.need, self.run, self.max_run)
             if len(take):
+                features = None
+                if self.cfg.is_iq:
+                    features, rows = self.signals(batch, take)
+                    if rows is not None:
+                        captures.append(rows)
+                        capture_rows += int(batch.n_receivers[take].sum())
                 chunks.append(pack_feature_rows(batch, self.dataset_id, self.next_sample,
-                                                self.job_id, self.frequency_hz, rows=take))
+                                                self.job_id, self.frequency_hz, rows=take,
+                                                iq_features=features))
                 quality.add(QualityAggregates.partial(batch, take))
             rejections += np.bincount(batch.reject_reason[:used],
                                       minlength=len(REJECT_REASONS) + 1)
@@ -144,7 +183,26 @@ class Producer:
         self.number += 1
         return PackedBatch(self.number, first_attempt, evaluated, valid, consumed, kept,
                            quality.sums(), chunks or None, rejections, self.run, stalled,
-                           first_sample, time.perf_counter() - t0)
+                           first_sample, time.perf_counter() - t0,
+                           IQ_COPY_SQL if self.cfg.is_iq else COPY_SQL, captures or None,
+                           capture_rows)
+
+    def signals(self, batch, take):
+        """iq_raw: the IQ of the accepted attempts ``take`` (the samples from self.next_sample
+        on), the features measured from it and, with postgres storage, its captures' COPY
+        data. Returns (features, capture rows or None); the IQ itself is dropped here."""
+        from heimdall_synth.kernel import iq, iq_features
+        cfg = self.cfg
+        x = iq.synthesize(batch, take, self.seed, cfg.num_chunks, cfg.iq_sample_rate_hz,
+                          cfg.iq_duration_ms, cfg.bandwidth_hz, cfg.noise_floor_dbm,
+                          fading=cfg.enable_fading, threads=self.threads)
+        n_rx = batch.n_receivers[take]
+        features = iq_features.measure(x, n_rx, cfg.num_chunks, cfg.iq_sample_rate_hz,
+                                       cfg.bandwidth_hz, threads=self.threads)
+        rows = None
+        if cfg.iq_storage == "postgres":
+            rows = pack_capture_rows(x, n_rx, self.dataset_id, self.next_sample, cfg.iq_format)
+        return features, rows
 
 
 PRODUCER_NICENESS = 10
@@ -162,10 +220,15 @@ def lower_priority() -> None:
         pass
 
 
-def default_job_threads() -> int:
+def default_job_threads(cfg=None) -> int:
     """Kernel threads for a job: all cores but one, which the database's COPY needs (on a
-    2-core machine the kernel on one core still outruns PostgreSQL's ingest several times)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    2-core machine the kernel on one core still outruns PostgreSQL's ingest several times).
+    An iq_raw job that stores no IQ is the other way round (the signals are the work, the
+    database takes a few rows a second): all cores."""
+    cores = os.cpu_count() or 2
+    if cfg is not None and cfg.is_iq and cfg.iq_storage == "regenerate":
+        return cores
+    return max(1, cores - 1)
 
 
 class BatchCountMismatch(RuntimeError):
@@ -248,7 +311,9 @@ def commit_batch(conn, packed, counters, previous, stop: JobStop):
         with conn.cursor() as cur:
             if packed.kept:
                 try:
-                    copy_batch(cur, packed.buffer, stop=stop.stopping)
+                    copy_batch(cur, packed.buffer, stop=stop.stopping, sql=packed.copy_sql)
+                    if packed.captures is not None:  # the samples' IQ, in their transaction
+                        copy_batch(cur, packed.captures, stop=stop.stopping, sql=IQ_CAPTURES_SQL)
                 except CopyStopped:
                     raise (BatchCancelled() if stop.cancel.is_set() else BatchAborted()) from None
                 # The table, not the COPY, says what this batch stored: its index range must
@@ -263,6 +328,16 @@ def commit_batch(conn, packed, counters, previous, stop: JobStop):
                         f"batch {packed.number} copied {packed.kept:,} samples (indices "
                         f"{packed.sample_offset:,}..{packed.sample_offset + packed.kept - 1:,}) "
                         f"but its range holds {stored:,} rows; it was rolled back")
+                if packed.captures is not None:
+                    stored = cur.execute(
+                        "SELECT count(*) FROM heimdall.iq_captures WHERE dataset_id = %s AND "
+                        "sample_index >= %s AND sample_index < %s",
+                        (stop.dataset_id, packed.sample_offset,
+                         packed.sample_offset + packed.kept)).fetchone()[0]
+                    if stored != packed.capture_rows:
+                        raise BatchCountMismatch(
+                            f"batch {packed.number} copied {packed.capture_rows:,} IQ captures "
+                            f"but its samples' range holds {stored:,}; it was rolled back")
             t_copied = time.perf_counter()
             if previous is not None:
                 previous.result()  # raises when it failed or was aborted: this one rolls back
@@ -277,7 +352,8 @@ def commit_batch(conn, packed, counters, previous, stop: JobStop):
                 "storage_size_bytes = storage_size_bytes + %s, updated_at = now() "
                 "WHERE id = %s RETURNING num_samples",
                 (packed.kept, packed.first_attempt + packed.consumed, quality_json,
-                 row_data_bytes(packed.buffer), stop.dataset_id)).fetchone()[0]
+                 row_data_bytes(packed.buffer) + row_data_bytes(packed.captures),
+                 stop.dataset_id)).fetchone()[0]
             # The dataset's row is locked now: no other job can write it before this commits.
             # Checked here, after that lock, so a lock lost at any moment before stops the batch.
             if not locks.held(cur, locks.dataset_key(stop.dataset_id), pid=stop.lock_pid,

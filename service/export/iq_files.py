@@ -1,10 +1,8 @@
 """IQ as files (in progress with the iq_raw dataset type; docs/SIGNALS.md): the stored sample
 formats and the two single-sample files a reader gets.
 
-* ``encode_iq`` / ``decode_iq``: the ``iq_format`` of stored and served IQ. ``cf32``: complex64,
-  little-endian, as synthesized. ``ci16``: interleaved int16 I and Q, little-endian, with one
-  scale per receiver capture (sqrt(mW) per count): the largest component maps to 32767, so the
-  rounding error is at most half a count, 90 dB below the peak.
+* ``encode_iq`` / ``decode_iq``: one capture in the ``iq_format`` of stored and served IQ
+  (``service.storage.capture_rows`` defines cf32 and ci16).
 * ``npy_bytes``: a NumPy ``.npy`` file of (receivers, samples) complex64.
 * ``sigmf_archive``: a SigMF recording (a tar of ``<name>.sigmf-data`` and ``<name>.sigmf-meta``):
   the receivers as interleaved channels of ``cf32_le`` samples, the sample rate and carrier
@@ -23,32 +21,20 @@ import tarfile
 
 import numpy as np
 
-IQ_FORMATS = ("ci16", "cf32")
-CI16_FULL_SCALE = 32767
+from heimdall_synth.service.storage.capture_rows import (CI16_FULL_SCALE, IQ_FORMATS,  # noqa: F401
+                                                         decode_capture, encode_captures)
+
 
 
 def encode_iq(x: np.ndarray, fmt: str) -> tuple[bytes, float]:
     """(bytes, scale) of one receiver's capture x (complex) in ``fmt``; scale is 1.0 for cf32."""
-    x = np.asarray(x)
-    if fmt == "cf32":
-        return x.astype("<c8").tobytes(), 1.0
-    if fmt != "ci16":
-        raise ValueError(f"iq_format must be one of {list(IQ_FORMATS)}, got {fmt!r}")
-    parts = np.empty((x.shape[0], 2))
-    parts[:, 0], parts[:, 1] = x.real, x.imag
-    peak = float(np.abs(parts).max()) if x.size else 0.0
-    scale = peak / CI16_FULL_SCALE if peak > 0.0 else 1.0
-    return np.rint(parts / scale).astype("<i2").tobytes(), scale
+    data, scale = encode_captures(np.asarray(x)[None, :], fmt)
+    return data[0].tobytes(), float(scale[0])
 
 
 def decode_iq(data: bytes, fmt: str, scale: float) -> np.ndarray:
     """complex64 samples of ``encode_iq``'s bytes."""
-    if fmt == "cf32":
-        return np.frombuffer(data, "<c8").astype(np.complex64)
-    if fmt != "ci16":
-        raise ValueError(f"iq_format must be one of {list(IQ_FORMATS)}, got {fmt!r}")
-    parts = np.frombuffer(data, "<i2").reshape(-1, 2).astype(np.float64) * scale
-    return (parts[:, 0] + 1j * parts[:, 1]).astype(np.complex64)
+    return decode_capture(data, fmt, scale)
 
 
 def npy_bytes(x: np.ndarray) -> bytes:

@@ -22,6 +22,9 @@ from datetime import datetime, timezone
 import numpy as np
 from numba import njit
 
+from heimdall_synth.kernel.iq_features import AGGREGATES as IQ_AGGREGATES
+from heimdall_synth.kernel.iq_features import FEATURES as IQ_FEATURE_NAMES
+
 #: The COPY target columns, in the order their values are written.
 SCALAR_COLUMNS = (
     "recording_session_id", "dataset_id", "sample_index", "attempt_index", "job_id", "created_at",
@@ -38,9 +41,21 @@ ARRAY_COLUMNS = (
     ("rssi_min_dbm", ">f4", 700), ("rssi_max_dbm", ">f4", 700), ("noise_floor_dbm", ">f4", 700),
     ("psd_dbm_per_hz", ">f4", 700), ("freq_offset_hz", ">f4", 700),
 )
+#: iq_raw rows also carry the features measured from each receiver's IQ (kernel.iq_features):
+#: one per-receiver array column per feature and aggregate over the measurement windows.
+IQ_FEATURE_COLUMNS = tuple((f"iq_{feature}_{aggregate}", ">f4", 700)
+                           for feature in IQ_FEATURE_NAMES for aggregate in IQ_AGGREGATES)
 COLUMNS = SCALAR_COLUMNS + tuple(name for name, _, _ in ARRAY_COLUMNS)
-COPY_SQL = (f"COPY heimdall.measurement_features ({', '.join(COLUMNS)}) "
+IQ_COLUMNS = COLUMNS + tuple(name for name, _, _ in IQ_FEATURE_COLUMNS)
+
+
+def copy_sql(columns=COLUMNS) -> str:
+    return (f"COPY heimdall.measurement_features ({', '.join(columns)}) "
             "FROM STDIN (FORMAT BINARY)")
+
+
+COPY_SQL = copy_sql(COLUMNS)
+IQ_COPY_SQL = copy_sql(IQ_COLUMNS)
 
 _SCALAR_TYPES = {  # big-endian storage type of each scalar column
     "recording_session_id": ("u1", (16,)), "dataset_id": ("u1", (16,)), "job_id": ("u1", (16,)),
@@ -101,7 +116,7 @@ def recording_session_id(dataset_id: uuid.UUID, sample_index: int) -> uuid.UUID:
 # Otherwise (random receivers) each row's receivers are first moved to the leading slots, so a
 # shorter row keeps a prefix of each array segment, and a Numba loop compacts the rows in place.
 
-def _row_dtype(slots: int, null_job: bool) -> np.dtype:
+def _row_dtype(slots: int, null_job: bool, arrays=ARRAY_COLUMNS) -> np.dtype:
     """Field count; (int32 length, value) per scalar column (a NULL has only the length); per
     array column: int32 length, ndim, has-nulls, element OID, size, lower bound, the slots."""
     fields = [("nfields", ">i2")]
@@ -109,17 +124,18 @@ def _row_dtype(slots: int, null_job: bool) -> np.dtype:
         fields.append((f"{name}__len", ">i4"))
         if not (null_job and name == "job_id"):
             fields.append((name, _SCALAR_TYPES[name]))
-    for name, element_type, _ in ARRAY_COLUMNS:
+    for name, element_type, _ in arrays:
         fields += [(f"{name}__{part}", ">i4")
                    for part in ("len", "ndim", "nulls", "oid", "size", "lbound")]
         fields.append((name, [("len", ">i4"), ("value", element_type)], (slots,)))
     return np.dtype(fields)
 
 
-def _template_row(dtype, slots, dataset_id, job_id, frequency_hz, created_us) -> np.ndarray:
+def _template_row(dtype, slots, dataset_id, job_id, frequency_hz, created_us,
+                  arrays=ARRAY_COLUMNS) -> np.ndarray:
     """The bytes of a row holding every value that all rows share (arrays sized for all slots)."""
     row = np.zeros(1, dtype)
-    row["nfields"] = len(COLUMNS)
+    row["nfields"] = len(SCALAR_COLUMNS) + len(arrays)
     for name in SCALAR_COLUMNS:
         row[f"{name}__len"] = dtype[name].itemsize if name in dtype.names else -1
     row["dataset_id"] = np.frombuffer(dataset_id.bytes, np.uint8)
@@ -128,7 +144,7 @@ def _template_row(dtype, slots, dataset_id, job_id, frequency_hz, created_us) ->
     row["created_at"] = created_us
     row["frequency_hz"] = frequency_hz
     row["tx_known"] = 1
-    for name, element_type, oid in ARRAY_COLUMNS:
+    for name, element_type, oid in arrays:
         w = np.dtype(element_type).itemsize
         row[f"{name}__len"] = 20 + slots * (4 + w)
         row[f"{name}__ndim"] = 1
@@ -165,7 +181,8 @@ def _compact(buf, first, itemsize, starts, lengths):
 
 def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
                       job_id: uuid.UUID | None, frequency_hz: float,
-                      created_at: datetime | None = None, rows=None) -> memoryview:
+                      created_at: datetime | None = None, rows=None,
+                      iq_features=None) -> memoryview:
     """The binary COPY data (for ``COPY_SQL``) of every row of ``batch`` (or of ``rows``).
 
     ``batch`` is an AttemptBatch of accepted samples only (``run_attempts(...).accepted()``), in
@@ -173,8 +190,11 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
     of accepted attempts, in attempt order) picks them out of a whole kernel batch without
     copying it first. ``job_id`` None stores NULL. ``created_at`` (timezone-aware; default now)
     is stored on every row. Receiver slots with ``rx_id == -1`` (padding) are not stored.
+    ``iq_features`` (iq_raw: ``kernel.iq_features.measure`` of the rows, (rows, slots, features,
+    aggregates)) adds the IQ feature columns: the data is then for ``IQ_COPY_SQL``.
     Returns a memoryview over a fresh uint8 array.
     """
+    arrays = ARRAY_COLUMNS if iq_features is None else ARRAY_COLUMNS + IQ_FEATURE_COLUMNS
     if rows is not None:
         batch = _RowView(batch, np.asarray(rows))
     if not np.all(batch.valid):
@@ -189,12 +209,12 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
     if not full and not np.array_equal(keep, np.arange(slots) < counts[:, None]):
         order = np.argsort(~keep, axis=1, kind="stable")
 
-    dtype = _row_dtype(slots, job_id is None)
+    dtype = _row_dtype(slots, job_id is None, arrays)
     first = len(SIGNATURE)
     out = np.empty(first + n * dtype.itemsize + len(TRAILER), np.uint8)
     out[:first] = np.frombuffer(SIGNATURE, np.uint8)
     template = _template_row(dtype, slots, dataset_id, job_id, float(frequency_hz),
-                             _timestamp_us(created_at))
+                             _timestamp_us(created_at), arrays)
     # Broadcast the template's bytes (much faster than a structured assignment).
     out[first:first + n * dtype.itemsize].reshape(n, dtype.itemsize)[:] = template
     rec = np.ndarray(n, dtype, buffer=out, offset=first)
@@ -206,15 +226,23 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
     for name, _, _ in ARRAY_COLUMNS:
         values = getattr(batch, name)
         rec[name]["value"] = values if order is None else np.take_along_axis(values, order, 1)
+    if iq_features is not None:
+        if iq_features.shape[:2] != (n, slots):
+            raise ValueError(f"iq_features are for {iq_features.shape[:2]} rows x slots, the "
+                             f"rows are {(n, slots)}")
+        for k, (name, _, _) in enumerate(IQ_FEATURE_COLUMNS):
+            values = iq_features[:, :, k // len(IQ_AGGREGATES), k % len(IQ_AGGREGATES)]
+            rec[name]["value"] = (values if order is None
+                                  else np.take_along_axis(values, order, 1))
 
     end = len(out) - len(TRAILER)
     if not full:
         # Segment lengths: the scalar part; per array its length field + 20-byte header +
         # (4 + w) per element, or only length, ndim, has-nulls and OID (16 bytes) when empty.
-        starts = [0] + [dtype.fields[f"{name}__len"][1] for name, _, _ in ARRAY_COLUMNS]
+        starts = [0] + [dtype.fields[f"{name}__len"][1] for name, _, _ in arrays]
         lengths = np.empty((n, len(starts)), np.int64)
         lengths[:, 0] = starts[1]
-        for k, (name, element_type, _) in enumerate(ARRAY_COLUMNS, start=1):
+        for k, (name, element_type, _) in enumerate(arrays, start=1):
             lengths[:, k] = np.where(counts > 0,
                                      24 + counts * (4 + np.dtype(element_type).itemsize), 16)
             rec[f"{name}__len"] = lengths[:, k] - 4
@@ -247,20 +275,21 @@ class CopyStopped(Exception):
     """A COPY given up between two chunks because its caller said stop (its rows roll back)."""
 
 
-def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK, stop=None) -> int:
+def copy_batch(cursor, buffer, chunk_size: int = COPY_CHUNK, stop=None, sql=COPY_SQL) -> int:
     """COPY ``pack_feature_rows`` data into heimdall.measurement_features; rows written.
 
     ``buffer`` is one packed buffer, or a list of them sent as ONE statement (each keeps its
     rows; the signatures and trailers between them are dropped). Runs inside the cursor's
     current transaction: the caller commits (together with the dataset's counters, contract
     C3). An overlapping sample index fails the COPY with psycopg.errors.UniqueViolation.
+    ``sql``: the COPY statement the data was packed for (``IQ_COPY_SQL``, ``IQ_CAPTURES_SQL``).
     ``stop``: a callable asked between chunks; when it returns true the COPY is abandoned with
     CopyStopped (a cancelled job does not wait for a whole batch to be sent).
     """
     buffers = buffer if isinstance(buffer, list) else [buffer]
     views = [memoryview(b).cast("B") for b in buffers]
     rows = [v[len(SIGNATURE):len(v) - len(TRAILER)] for v in views]
-    with cursor.copy(COPY_SQL) as copy:
+    with cursor.copy(sql) as copy:
         copy.write(SIGNATURE)
         for view in rows:
             for start in range(0, len(view), chunk_size):
