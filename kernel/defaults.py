@@ -52,6 +52,16 @@ IQ_STORAGES = ("regenerate", "postgres")
 IQ_FORMATS = ("ci16", "cf32")
 #: The IQ fields: they apply to iq_raw datasets only (null in a feature_based configuration).
 IQ_FIELDS = ("iq_sample_rate_hz", "iq_duration_ms", "iq_storage", "iq_format")
+#: What iq_raw rows measure from each receiver's IQ, per measurement window (kernel.iq_features;
+#: docs/SIGNALS.md defines each), and how the windows are aggregated: a float4 column per
+#: feature and aggregate, one value per receiver (iq_<feature>_<aggregate>).
+IQ_FEATURES = ("rssi_dbm", "snr_db", "noise_floor_dbm", "freq_offset_hz", "occupied_bw_hz",
+               "psd_dbm_per_hz", "spectral_centroid_hz", "rolloff_hz", "envelope_mean",
+               "envelope_std", "envelope_max", "papr_db", "zero_crossing_rate",
+               "delay_spread_us", "coherence_bw_hz", "confidence")
+IQ_AGGREGATES = ("mean", "std", "min", "max")
+IQ_FEATURE_COLUMNS = tuple(f"iq_{feature}_{aggregate}" for feature in IQ_FEATURES
+                           for aggregate in IQ_AGGREGATES)
 #: The most complex IQ values one sample may hold (receivers x capture samples): 512 MB as
 #: complex64, so a job's memory stays bounded whatever the request (docs/SIGNALS.md).
 MAX_IQ_VALUES_PER_SAMPLE = 64 * 2**20

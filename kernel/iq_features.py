@@ -39,15 +39,11 @@ import math
 import numba
 import numpy as np
 
+from .defaults import IQ_AGGREGATES as AGGREGATES, IQ_FEATURES as FEATURES
 from .jit import njit
 
-FEATURES = ("rssi_dbm", "snr_db", "noise_floor_dbm", "freq_offset_hz", "occupied_bw_hz",
-            "psd_dbm_per_hz", "spectral_centroid_hz", "rolloff_hz", "envelope_mean",
-            "envelope_std", "envelope_max", "papr_db", "zero_crossing_rate",
-            "delay_spread_us", "coherence_bw_hz", "confidence")
 (F_RSSI, F_SNR, F_NOISE, F_FOFF, F_OBW, F_PSD, F_CENTROID, F_ROLLOFF, F_ENV_MEAN, F_ENV_STD,
  F_ENV_MAX, F_PAPR, F_ZCR, F_DELAY_SPREAD, F_COHERENCE, F_CONFIDENCE) = range(len(FEATURES))
-AGGREGATES = ("mean", "std", "min", "max")
 LN2 = math.log(2.0)
 QUIET_SHARE = 0.10
 QUIET_MEAN = 1.0 - (1.0 - QUIET_SHARE) * (1.0 - math.log(1.0 - QUIET_SHARE))  # x 1/q below

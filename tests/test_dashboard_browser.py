@@ -430,6 +430,82 @@ def test_the_forms_are_generated_from_the_openapi_schema(dash):
     assert dash.page.locator("#create-form details.advanced").get_attribute("open") is None
 
 
+IQ_FIELDS = ("iq_sample_rate_hz", "iq_duration_ms", "iq_storage", "iq_format")
+
+
+def test_the_iq_fields_are_shown_and_sent_only_for_an_iq_raw_dataset(dash_server, browser):
+    """The server refuses the IQ capture's fields for a feature_based dataset: the create form
+    shows them, and sends them, only while iq_raw is chosen; the expand form shows them only
+    for an iq_raw dataset, with its stored values."""
+    api = Client(dash_server.url)
+    plain = api.generate(name="dash-plain", num_samples=3, seed=1)
+    api.wait(plain["job_id"])
+    dash = Dashboard(browser, dash_server.url)
+    try:
+        page = dash.page
+        preview = page.locator("#create-form .preview-body")
+        iq_fields = [dash.field("create", name) for name in IQ_FIELDS]
+        expect(page.locator("#create-dataset_type")).to_have_value("feature_based")
+        for field in iq_fields:
+            expect(field).to_be_hidden()
+        page.select_option("#create-dataset_type", "iq_raw")
+        for field in iq_fields:
+            expect(field).to_be_visible()
+        expect(page.locator("#create-iq_storage")).to_have_value("regenerate")
+        page.fill("#create-name", "dash-iq")
+        page.fill("#create-num_samples", "3")
+        page.fill("#create-iq_duration_ms", "20")
+        page.fill("#create-iq_sample_rate_hz", "25000")
+        page.select_option("#create-iq_format", "cf32")
+        expect(preview).to_contain_text('"iq_duration_ms": 20')
+
+        # feature_based again: hidden, and left out of the request whatever they hold
+        page.select_option("#create-dataset_type", "feature_based")
+        for field in iq_fields:
+            expect(field).to_be_hidden()
+        expect(preview).not_to_contain_text("iq_")
+        expect(preview).not_to_contain_text("dataset_type")
+        page.select_option("#create-dataset_type", "iq_raw")
+        for text in ('"dataset_type": "iq_raw"', '"iq_duration_ms": 20',
+                     '"iq_sample_rate_hz": 25000', '"iq_format": "cf32"'):
+            expect(preview).to_contain_text(text)
+        expect(preview).not_to_contain_text("iq_storage")  # its default: not sent
+        dash.submit("create")
+        job_id = dash.accepted_job_id("create")
+        expect(dash.card(job_id).locator(".stop-headline")).to_have_text(
+            "Completed: target reached", timeout=WAIT_MS)
+        row = dash.row("dash-iq")
+        expect(row.locator("td[data-col=actual]")).to_have_text("3", timeout=WAIT_MS)
+        dataset_id = row.get_attribute("data-dataset-id")
+        config = api.get(f"/datasets/{dataset_id}").json["config"]
+        assert (config["dataset_type"], config["iq_duration_ms"], config["iq_sample_rate_hz"],
+                config["iq_format"], config["iq_storage"]) == ("iq_raw", 20, 25000, "cf32",
+                                                               "regenerate")
+
+        # the expand form: the iq_raw dataset's stored IQ fields, locked like the other
+        # data-defining fields; none for a feature_based dataset
+        row.locator("button", has_text="Expand").click()
+        expect(page.locator("#expand-expand_dataset_id")).to_have_value(dataset_id)
+        expect(page.locator("#expand-iq_duration_ms")).to_have_value("20")
+        expect(page.locator("#expand-iq_format")).to_have_value("cf32")
+        expect(page.locator("#expand-iq_duration_ms")).to_be_disabled()
+        page.locator("#expand-form details.defining > summary").click()
+        for name in IQ_FIELDS:
+            expect(dash.field("expand", name)).to_be_visible()
+        page.select_option("#expand-expand_dataset_id", plain["dataset_id"])
+        for name in IQ_FIELDS:
+            expect(dash.field("expand", name)).to_be_hidden()
+        expect(dash.field("expand", "dataset_type")).to_be_visible()
+        page.check("#expand-allow_parameter_override")   # unlocked: still not for this type
+        expect(page.locator("#expand-frequency_mhz")).to_be_enabled()
+        for name in IQ_FIELDS:
+            expect(dash.field("expand", name)).to_be_hidden()
+            expect(page.locator(f"#expand-{name}")).to_be_disabled()
+        dash.assert_not_reloaded()
+    finally:
+        dash.close()
+
+
 # ------------------------------------------------------------------- the page itself, over HTTP
 
 def fetch(url: str) -> tuple[int, dict, str]:

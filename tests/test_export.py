@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from werkzeug.test import EnvironBuilder
 
+from heimdall_synth.kernel.defaults import IQ_FEATURE_COLUMNS
 from heimdall_synth.service.export import columns as export_columns
 from heimdall_synth.service.export import reader as export_reader
 from heimdall_synth.service.export import writers as export
@@ -142,11 +143,16 @@ def datasets(conn, db_url):
 # ----------------------------------------------------------------------------- round trips
 
 def test_exported_columns_are_the_tables_in_order(conn):
+    """feature_based: the table's columns but the features measured from IQ; iq_raw: all."""
     assert [c.name for c in export_reader.table_columns(conn)] == list(TABLE_COLUMNS)
     table = [r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'heimdall' "
         "AND table_name = 'measurement_features' ORDER BY ordinal_position")]
-    assert [c for c in table if c != "dataset_id"] == list(TABLE_COLUMNS)
+    assert [c for c in table if c not in ("dataset_id",) + IQ_FEATURE_COLUMNS] == list(
+        TABLE_COLUMNS)
+    assert [c.name for c in export_reader.table_columns(conn, "iq_raw")] == [
+        c for c in table if c != "dataset_id"]
+    assert len(IQ_FEATURE_COLUMNS) == 64
 
 
 def test_cli_round_trip_both_formats_equals_the_database(db, datasets, tmp_path):

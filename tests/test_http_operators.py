@@ -4,9 +4,11 @@ log lines operators grep for, and a strict expansion that stops with a reason a 
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 
+import numpy as np
 import pytest
 
 from tests.helpers import url_counts
@@ -37,9 +39,9 @@ def heimdall_log():
         logger.setLevel(level)
 
 
-def expansion_request(dataset_id, n):
+def expansion_request(dataset_id, n, dataset_type="feature_based"):
     return {"name": "test-expansion-extended", "description": "Expanded dataset",
-            "num_samples": n, "expand_dataset_id": dataset_id, "dataset_type": "feature_based",
+            "num_samples": n, "expand_dataset_id": dataset_id, "dataset_type": dataset_type,
             "use_gpu": False}
 
 
@@ -47,8 +49,8 @@ def messages(records):
     return [r.getMessage() for r in records]
 
 
-def create_base(api):
-    created = api.generate(**BASE_REQUEST)
+def create_base(api, dataset_type="feature_based"):
+    created = api.generate(**{**BASE_REQUEST, "dataset_type": dataset_type})
     assert set(created) >= {"job_id", "dataset_id", "status", "status_url", "events_url"}
     assert created["status_url"] == f"/api/training/synthetic/jobs/{created['job_id']}"
     assert created["events_url"] == created["status_url"] + "/events"
@@ -59,14 +61,18 @@ def create_base(api):
     return created
 
 
-@pytest.mark.parametrize("n", [10, 1000])
-def test_operator_expansion_over_http(api, db_url, heimdall_log, n):
-    base = create_base(api)
+@pytest.mark.parametrize("dataset_type, n", [("feature_based", 10), ("feature_based", 1000),
+                                             ("iq_raw", 1000)])
+def test_operator_expansion_over_http(api, db_url, heimdall_log, dataset_type, n):
+    """The operators' session as sent, for each dataset type (iq_raw with its default capture,
+    50 kHz x 200 ms per receiver)."""
+    base = create_base(api, dataset_type)
     dataset_id = base["dataset_id"]
     ds = api.get(f"/datasets/{dataset_id}").json
     assert (ds["num_samples"], ds["actual_count"], ds["counts_agree"]) == (5, 5, True)
+    assert ds["dataset_type"] == dataset_type
 
-    created = api.generate(**expansion_request(dataset_id, n))
+    created = api.generate(**expansion_request(dataset_id, n, dataset_type))
     assert created["dataset_id"] == dataset_id and created["kind"] == "expand"
     assert "name and description of an expansion" in created["notices"][0]
     events = api.events(created["job_id"])
@@ -123,13 +129,21 @@ def test_operator_expansion_over_http(api, db_url, heimdall_log, n):
     first = page["samples"][0]
     assert len(first["receiver_features"]) == 7 and first["dataset_id"] == dataset_id
     assert first["receiver_features"][0]["rx_id"] == 0
+    if dataset_type == "iq_raw":  # the last sample's IQ, every receiver's capture
+        reply = api.request("GET", f"/datasets/{dataset_id}/samples/{total - 1}/iq")
+        assert reply.status == 200
+        iq = np.load(io.BytesIO(reply.raw))
+        assert iq.dtype == np.complex64 and iq.shape == (7, 10_000)
 
 
-def test_strict_expansion_stops_with_a_clear_reason(api, db_url):
-    base = api.generate(name="strict-base", num_samples=5, seed=3)  # default power, 37 dBm
+@pytest.mark.parametrize("dataset_type", ["feature_based", "iq_raw"])
+def test_strict_expansion_stops_with_a_clear_reason(api, db_url, dataset_type):
+    base = api.generate(name="strict-base", num_samples=5, seed=3,  # default power, 37 dBm
+                        dataset_type=dataset_type)
     assert api.wait(base["job_id"])["status"] == "completed"
     created = api.generate(expand_dataset_id=base["dataset_id"], num_samples=1000,
                            min_snr_db=30.0, min_receivers=7, max_gdop=10.0)
+
     assert set(created["overrides"]) == {"min_snr_db", "min_receivers", "max_gdop"}
     final = api.events(created["job_id"])[-1]
     assert final[1] == "final"

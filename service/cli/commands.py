@@ -192,7 +192,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Every plot of the report as DIR/<plot>.png; prints the files written."""
+    """Every plot of the report as DIR/<plot>.png (iq_raw: also sample 0's signal pictures,
+    DIR/sample-0-<picture>.png); prints the files written."""
     from heimdall_synth.service.report.render import write_report
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -201,6 +202,9 @@ def cmd_report(args) -> int:
         dataset = find_dataset(conn, args.dataset)
         try:
             paths = write_report(conn, dataset["id"], out)
+            if dataset["dataset_type"] == "iq_raw" and dataset["num_samples"]:
+                from heimdall_synth.service.report.signal_plots import write_sample_signal_pngs
+                paths += write_sample_signal_pngs(conn, dataset["id"], out, sample_index=0)
         except OSError as exc:
             raise ConfigError("out", f"cannot write to {out}: {exc.strerror or exc}") from None
     if args.json:
@@ -215,8 +219,10 @@ def cmd_export(args) -> int:
     """The dataset as one file, from one snapshot; progress on stderr, the file's path on
     stdout (or the summary with --json)."""
     from heimdall_synth.service.export.writers import FORMATS, check_format, export_file
-    suffix = Path(args.out).suffix.lstrip(".") if args.out else ""
+    suffix = Path(args.out).suffix.lstrip(".") if args.out and not args.iq else ""
     fmt = check_format(args.format or (suffix if suffix in FORMATS else "parquet"))
+    if args.iq and not args.out:
+        raise ConfigError("out", "--iq writes a folder: give it with --out DIR")
     t0, last = time.monotonic(), {"at": 0.0, "done": None}
 
     def progress(phase, done, total):  # at most once a second, and the end of each phase
@@ -225,18 +231,24 @@ def cmd_export(args) -> int:
                                                           and done < total):
             return
         last.update(at=now, done=(phase, done))
-        if phase == "rows":
+        if phase in ("rows", "iq"):
             rate = done / max(now - t0, 1e-6)
-            text = f"read {done:,} / {total:,} rows ({100 * done / max(total, 1):.0f}%), " \
-                   f"{rate:,.0f} rows/s"
+            what = "rows" if phase == "rows" else "samples' IQ"
+            text = f"read {done:,} / {total:,} {what} ({100 * done / max(total, 1):.0f}%), " \
+                   f"{rate:,.0f}/s"
         else:
             text = f"zipping {done / 2**20:,.0f} / {total / 2**20:,.0f} MiB"
         print(f"progress: {text}", file=sys.stderr, flush=True)
 
     with _database(args) as (url, _):
         try:
-            result = export_file(url, args.dataset, fmt, args.out, force=args.force,
-                                 on_progress=progress)
+            if args.iq:
+                from heimdall_synth.service.export.iq_export import export_iq
+                result = export_iq(url, args.dataset, args.out, fmt, force=args.force,
+                                   threads=args.threads, on_progress=progress)
+            else:
+                result = export_file(url, args.dataset, fmt, args.out, force=args.force,
+                                     on_progress=progress)
         except OSError as exc:
             raise ConfigError("out", f"cannot write {args.out or 'the file'}: "
                                      f"{exc.strerror or exc}") from None
@@ -245,7 +257,8 @@ def cmd_export(args) -> int:
     else:
         print(f"exported {result['rows']:,} samples of dataset {result['name']} "
               f"({result['dataset_id']}) to {result['path']} "
-              f"({result['bytes'] / 2**20:,.1f} MiB, {result['seconds']:.1f} s)")
+              f"({(result['bytes'] + result.get('iq_bytes', 0)) / 2**20:,.1f} MiB, "
+              f"{result['seconds']:.1f} s)")
     return 0
 
 

@@ -23,7 +23,7 @@ from heimdall_synth.service.cli.commands import (cmd_cancel, cmd_datasets, cmd_d
                                                  cmd_terrain_list, cmd_validate)
 from heimdall_synth.service.cli.options import add_parameter_options, positive_int
 from heimdall_synth.service.cli.output import fail
-from heimdall_synth.service.engine.request import ConflictError, NotFoundError
+from heimdall_synth.service.engine.request import ConflictError, NotFoundError, NotIQError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("validate", cmd_validate, "check counts, index density and duplicates"
             ).add_argument("dataset", metavar="DATASET", help="dataset id or name")
-    report = command("report", cmd_report, "write a dataset's report: its plots as PNG files")
+    report = command("report", cmd_report, "write a dataset's report: its plots as PNG files "
+                     "(iq_raw: also the spectrum, spectrogram and envelope of sample 0)")
     report.add_argument("dataset", metavar="DATASET", help="dataset id or name")
     report.add_argument("--out", metavar="DIR", required=True, help="folder for the PNG files "
                         "(created if missing; files of the same names are replaced)")
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="PATH", help="file to write (default: "
                         "<dataset name>.<format> in the current folder)")
     export.add_argument("--force", action="store_true", help="overwrite an existing file")
+    export.add_argument("--iq", action="store_true", help="iq_raw datasets: --out is a folder "
+                        "that receives features.<format> and iq.zarr, a Zarr store of the IQ "
+                        "(samples x receivers x IQ samples, complex64)")
     command("cancel", cmd_cancel, "ask a job to stop after its current batch"
             ).add_argument("job", metavar="JOB", help="job id")
     command("resume", cmd_resume, "continue a stopped job to its original target"
@@ -147,6 +151,8 @@ def main(argv=None) -> int:
         return fail(args, 3, "not_found", exc.field, str(exc))
     except ConflictError as exc:
         return fail(args, 4, exc.code, ", ".join(exc.fields) or None, str(exc))
+    except NotIQError as exc:
+        return fail(args, 4, "not_iq_raw", exc.field, str(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -19,6 +19,10 @@ JOB_FIELDS = names("job")
 FILTER_FIELDS = names("filter")
 #: May differ for one expansion job without allow_parameter_override (docs/GENERATION.md).
 EXPANSION_MAY_CHANGE = FILTER_FIELDS + JOB_FIELDS
+#: Never differ within a dataset, even with allow_parameter_override: the type decides the
+#: dataset's columns, and an iq_raw dataset's captures all have one shape and one format (an
+#: IQ export is one samples x receivers x IQ-samples array).
+FIXED_FOR_DATASET = ("dataset_type", "iq_sample_rate_hz", "iq_duration_ms", "iq_format")
 
 
 class ConflictError(Exception):
@@ -36,6 +40,12 @@ class NotFoundError(Exception):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class NotIQError(ValueError):
+    """The dataset is not of type iq_raw, so it has no IQ (HTTP 409, naming dataset_type)."""
+
+    field = "dataset_type"
 
 
 @dataclass(frozen=True)
@@ -141,12 +151,23 @@ def resolve_expansion(request: GenerateRequest, stored: Mapping[str, Any], store
     base = GenerationConfig.from_dict(dict(stored))
     base_dict = base.to_dict()
     sent = {k: v for k, v in request.given.items() if k in CONFIG_FIELDS}
+    if sent.get("dataset_type", base.dataset_type) != base.dataset_type:
+        raise ConflictError(
+            f"dataset_type cannot change within a dataset, even with allow_parameter_override "
+            f"(it is {base.dataset_type!r}); generate a new dataset instead", ["dataset_type"],
+            code="conflicting_override")
     candidate = GenerationConfig.from_dict({**base_dict, **sent}).to_dict()
     changed = sorted(k for k in CONFIG_FIELDS if candidate[k] != base_dict[k])
     if "seed" in request.given and request.given["seed"] != stored_seed:
         changed.append("seed")
     overrides = {k: {"dataset": stored_seed if k == "seed" else base_dict[k],
                      "job": request.given[k] if k == "seed" else candidate[k]} for k in changed}
+    fixed = [k for k in changed if k in FIXED_FOR_DATASET]
+    if fixed:
+        raise ConflictError(
+            f"{', '.join(fixed)} cannot change within a dataset, even with "
+            "allow_parameter_override (they decide its columns and its IQ's shape); generate "
+            "a new dataset instead", fixed, code="conflicting_override")
     defining = [k for k in changed if k not in EXPANSION_MAY_CHANGE]
     if defining and not request.get("allow_parameter_override"):
         raise ConflictError(

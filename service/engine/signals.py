@@ -18,15 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from heimdall_synth.kernel.config import GenerationConfig
-from heimdall_synth.service.engine.request import NotFoundError
+from heimdall_synth.service.engine.request import NotFoundError, NotIQError  # noqa: F401
 from heimdall_synth.service.storage.capture_rows import decode_capture, served
 from heimdall_synth.service.storage.ids import uuid_of
-
-
-class NotIQError(ValueError):
-    """The dataset is not of type iq_raw (HTTP 409, naming dataset_type)."""
-
-    field = "dataset_type"
 
 
 @dataclass(frozen=True)
@@ -196,12 +190,13 @@ def stored_captures(conn, dataset_id, sample_indices, slots: int, capture: int) 
     return out
 
 
-def sample_blocks(conn, dataset: dict, block: int = 16, threads: int | None = None):
-    """Every sample of an iq_raw dataset in order, ``block`` at a time: yields (first sample
-    index, IQ (k, max receivers, capture) complex64, receivers per sample). Memory holds one
-    block."""
+def sample_blocks(conn, dataset: dict, block: int = 16, threads: int | None = None,
+                  slots: int | None = None):
+    """Every sample of an iq_raw dataset in order (its ``num_samples``), ``block`` at a time:
+    yields (first sample index, IQ (k, slots, capture) complex64, receivers per sample).
+    ``slots`` defaults to the dataset configuration's receiver count. Memory holds one block."""
     cfg = GenerationConfig.from_dict(dataset["config"])
-    slots, capture = cfg.max_receivers, cfg.iq_capture
+    slots, capture = slots or cfg.max_receivers, cfg.iq_capture
     total = int(dataset["num_samples"])
     for first in range(0, total, block):
         with conn.transaction():

@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
+from heimdall_synth.kernel.defaults import IQ_FEATURE_COLUMNS
 from heimdall_synth.service.engine.request import ConflictError
 
 # 2000-01-01 (PostgreSQL's epoch) in Unix microseconds; copy_rows.PG_EPOCH is the same instant,
@@ -67,8 +68,10 @@ class Column:
         return np.dtype(_TYPES[self.pg_type][1])
 
 
-def table_columns(conn) -> list[Column]:
-    """The exported columns: the table's, in order, without dataset_id."""
+def table_columns(conn, dataset_type: str = "feature_based") -> list[Column]:
+    """The exported columns: the table's, in order, without dataset_id, and without the
+    features measured from IQ unless the dataset is iq_raw (its rows alone have them)."""
+    skipped = {"dataset_id"} | (set() if dataset_type == "iq_raw" else set(IQ_FEATURE_COLUMNS))
     rows = conn.execute(
         "SELECT a.attname, t.typname, e.typname, e.oid FROM pg_attribute a "
         "JOIN pg_type t ON t.oid = a.atttypid "
@@ -77,7 +80,7 @@ def table_columns(conn) -> list[Column]:
         "AND NOT a.attisdropped ORDER BY a.attnum").fetchall()
     columns = []
     for name, typname, element, element_oid in rows:
-        if name == "dataset_id":
+        if name in skipped:
             continue
         pg_type = element or typname
         if pg_type not in _TYPES or (element and _TYPES[pg_type][2] is None):

@@ -53,7 +53,7 @@ class Snapshot:
             self.conn.read_only = True
             self.dataset, self.exported_at = _find_dataset(self.conn, ref, field, by_name)
             self.dataset_id = self.dataset["id"]
-            self.columns = table_columns(self.conn)
+            self.columns = table_columns(self.conn, self.dataset["dataset_type"])
             receivers = sql.Identifier(next(c.name for c in self.columns if c.per_receiver))
             self.rows, fewest, most = self.conn.execute(sql.SQL(
                 "SELECT count(*), min(cardinality({0})), max(cardinality({0})) "

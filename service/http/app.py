@@ -32,7 +32,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from heimdall_synth.kernel.config import ConfigError
-from heimdall_synth.service.engine.request import ConflictError, NotFoundError
+from heimdall_synth.service.engine.request import ConflictError, NotFoundError, NotIQError
 
 from heimdall_synth.service.http.common import ApiError, ServiceState, close_db, open_pools
 from heimdall_synth.service.http.serialize import JSONProviderStrict
@@ -90,11 +90,12 @@ def create_app(config: dict | None = None) -> Flask:
         events_keepalive_s=float(app.config["EVENTS_KEEPALIVE_S"]))
 
     from heimdall_synth.service.http import (dataset_routes, export_routes, job_routes,
-                                             meta_routes, relief_routes, terrain_routes)
+                                             meta_routes, relief_routes, signal_routes,
+                                             terrain_routes)
     from heimdall_synth.service.http.dashboard import bp as dashboard  # GET / and its files
     from heimdall_synth.service.report.views import bp as report  # PNG plots and the page
     for blueprint in (meta_routes.bp, job_routes.bp, dataset_routes.bp, export_routes.bp,
-                      terrain_routes.bp, relief_routes.bp, report, dashboard):
+                      signal_routes.bp, terrain_routes.bp, relief_routes.bp, report, dashboard):
         app.register_blueprint(blueprint)
     app.before_request(_authorize)
     app.teardown_appcontext(close_db)
@@ -171,6 +172,9 @@ def handle_error(exc: Exception):
         status, body = 404, {"error": "not_found", "message": str(exc)}
         if exc.field:
             body["field"] = exc.field
+    elif isinstance(exc, NotIQError):
+        status, body = 409, {"error": "not_iq_raw", "message": str(exc), "field": exc.field,
+                             "fields": [exc.field]}
     elif isinstance(exc, ConflictError):
         status, body = 409, {"error": exc.code, "message": str(exc), "fields": exc.fields}
         if len(exc.fields) >= 1:

@@ -198,6 +198,7 @@ def _paths() -> dict:
             description="Parquet streams from the first row group; NPZ starts once every "
                         "column has been read (to temporary files). Memory stays bounded "
                         "whatever the dataset's size.")},
+        **_signal_paths(ds_id),
         **_terrain_paths(),
         f"{API}/datasets/{{dataset_id}}/report/{{plot}}.png": {"get": _op(
             "One plot of the dataset's report as a PNG image", {
@@ -233,6 +234,58 @@ def _paths() -> dict:
             description="Shaded with light from the north-west (azimuth 315 degrees), 45 "
                         "degrees above the horizon; the dashboard draws it under its map. "
                         "Only for a dataset whose configuration names a terrain.")},
+    }
+
+
+def _signal_paths(ds_id: dict) -> dict:
+    """iq_raw: a sample's IQ as a file, and pictures of it."""
+    from heimdall_synth.service.report.signal_plots import SIGNAL_PLOTS
+    index = {"name": "sample_index", "in": "path", "required": True,
+             "description": "the sample's sample_index (0 .. num_samples - 1)",
+             "schema": {"type": "integer", "minimum": 0}}
+    not_iq = error_response("the dataset is not iq_raw (not_iq_raw, field dataset_type)")
+    missing = error_response("no such dataset (field dataset_id) or sample (field sample_index)")
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
+    return {
+        f"{API}/datasets/{{dataset_id}}/samples/{{sample_index}}/iq": {"get": _op(
+            "An iq_raw sample's IQ: every receiver's capture, as .npy or a SigMF recording", {
+                "200": {"description": "npy: a NumPy file of complex64 (receivers, IQ samples) "
+                                       "in sqrt(mW), receivers in the sample's rx_id order; "
+                                       "sigmf: a tar of <name>.sigmf-meta (sample rate, "
+                                       "carrier, receiver and transmitter positions) and "
+                                       "<name>.sigmf-data (cf32_le, receivers as channels)",
+                        "headers": {name: {"description": text, "required": True,
+                                           "schema": {"type": "string"}}
+                                    for name, text in (
+                                        ("Content-Disposition", "attachment with a file name"),
+                                        ("X-Sample-Rate-Hz", "IQ samples per second"),
+                                        ("X-Frequency-Hz", "the carrier"),
+                                        ("X-IQ-Format", "the dataset's iq_format, in which "
+                                                        "the values were stored or rounded"))},
+                        "content": {"application/octet-stream": {"schema": binary},
+                                    "application/x-tar": {"schema": {
+                                        "type": "string",
+                                        "contentMediaType": "application/x-tar"}}}},
+                "404": missing, "409": not_iq, "422": _422},
+            tag="datasets", op_id="sampleIQ", params=[ds_id, index, _query(
+                "format", {"type": "string", "enum": ["npy", "sigmf"], "default": "npy"},
+                "npy or sigmf")],
+            description="The IQ is synthesized again from the job that generated the sample "
+                        "(iq_storage regenerate) or read from its stored captures (postgres): "
+                        "the same values either way.")},
+        f"{API}/datasets/{{dataset_id}}/samples/{{sample_index}}/signal/{{plot}}.png": {
+            "get": _op(
+                "A picture of an iq_raw sample's signal: spectrum, spectrogram or envelope", {
+                    "200": {"description": "the picture",
+                            "content": {"image/png": {"schema": {
+                                "type": "string", "contentMediaType": "image/png"}}}},
+                    "404": error_response("no such dataset (dataset_id), sample (sample_index) "
+                                          "or picture (plot)"),
+                    "409": not_iq, "422": _422},
+                tag="datasets", op_id="sampleSignalPlot", params=[ds_id, index, {
+                    "name": "plot", "in": "path", "required": True,
+                    "description": "which picture: " + ", ".join(SIGNAL_PLOTS),
+                    "schema": {"type": "string", "enum": list(SIGNAL_PLOTS)}}])},
     }
 
 

@@ -141,7 +141,9 @@ TIME = {"type": ["string", "null"], "format": "date-time"}
 #: Response bodies are closed: every property listed is always sent (except these optional
 #: ones) and nothing else is, so checking a response against the document checks it all.
 _OPTIONAL = {"Error": ("field", "fields"), "GenerateAccepted": ("notices",),
-             "Health": ("message",)}
+             "Health": ("message",),
+             "Validation": ("iq_captures_expected", "iq_captures_stored", "iq_captures_whole",
+                            "iq_captures_agree")}  # iq_raw datasets only
 _OPEN = ("GenerateRequest", "Receiver", "DatasetRename", "JobEvent",  # request bodies, events
          "TerrainUpload")
 
@@ -323,6 +325,15 @@ def component_schemas() -> dict:
             "counts_agree": {"type": "boolean"}, "min_sample_index": NULL_INT,
             "max_sample_index": NULL_INT, "index_dense": {"type": "boolean"},
             "duplicate_indices": {"type": "integer"}, "next_attempt_index": {"type": "integer"},
+            "iq_captures_expected": {"type": "integer", "description": "iq_raw only: captures "
+                                     "the samples stored with iq_storage postgres must have "
+                                     "(one per receiver)"},
+            "iq_captures_stored": {"type": "integer", "description": "iq_raw only: captures "
+                                   "in the table"},
+            "iq_captures_whole": {"type": "integer", "description": "iq_raw only: stored "
+                                  "captures of a receiver of their sample, a whole capture long"},
+            "iq_captures_agree": {"type": "boolean", "description": "iq_raw only: the three "
+                                  "counts are equal"},
             "ok": {"type": "boolean"}}},
         "Terrain": terrain_schema(),
         "TerrainList": {"type": "object", "properties": {

@@ -3,9 +3,14 @@
 * ``GET /api/training/synthetic/datasets/<dataset_id>/report/<plot>.png``: 200 image/png;
   404 naming ``plot`` for an unknown plot, naming ``dataset_id`` for an unknown dataset;
   422 for an id that is not a UUID or a query parameter (none are taken).
+* ``GET /api/training/synthetic/datasets/<dataset_id>/samples/<sample_index>/signal/<plot>.png``:
+  a picture of an iq_raw sample's signal (``signal_plots``); 404 naming ``plot``,
+  ``dataset_id`` or ``sample_index``; 409 naming ``dataset_type`` (``NotIQError``) for a
+  dataset of another type; 422 as above.
 * ``GET /datasets/<dataset_id>/report``: the dataset's metadata, counts, quality aggregates,
-  jobs and the plots (served by the route above). Not part of the API; errors are still the
-  one JSON error body of ``http.app``.
+  jobs and the plots (served by the routes above; an iq_raw dataset's page also shows the
+  signal of its first sample). Not part of the API; errors are still the one JSON error body
+  of ``http.app``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from heimdall_synth.service.engine.request import NotFoundError
 from heimdall_synth.service.http.common import API_PREFIX, get_db, parse_uuid, query_args
 from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.report import PLOT_NAMES, PLOTS
+from heimdall_synth.service.report.signal_plots import SIGNAL_PLOTS, SIGNAL_TITLES
 
 bp = Blueprint("report", __name__, template_folder="templates")
 
@@ -37,6 +43,12 @@ JOBS_SHOWN = 100
 CONFIG_ROWS = ("frequency_mhz", "tx_power_dbm", "noise_floor_dbm", "min_snr_db", "min_receivers",
                "max_gdop", "max_crb_m", "use_random_receivers", "inside_ratio", "margin_deg",
                "num_chunks")
+#: Shown too for an iq_raw dataset (the IQ fields are null for feature_based); bandwidth_hz is
+#: the channel the signal pictures shade.
+IQ_CONFIG_ROWS = ("bandwidth_hz", "iq_sample_rate_hz", "iq_duration_ms", "iq_storage",
+                  "iq_format")
+#: The sample whose signal an iq_raw dataset's page shows.
+SIGNAL_SAMPLE = 0
 
 
 @bp.get(f"{API_PREFIX}/datasets/<dataset_id>/report/<plot>.png")
@@ -50,6 +62,20 @@ def plot_png(dataset_id, plot):
     from heimdall_synth.service.report.render import render_png
     png = render_png(get_db(), dataset_id, plot)
     # A dataset grows (expansions): caches must ask again.
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get(f"{API_PREFIX}/datasets/<dataset_id>/samples/<int:sample_index>/signal/<plot>.png")
+def signal_png(dataset_id, sample_index, plot):
+    """A picture of one iq_raw sample's signal as a PNG image."""
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    query_args(())
+    if plot not in SIGNAL_PLOTS:
+        raise NotFoundError(f"no signal picture {plot!r}; they are {', '.join(SIGNAL_PLOTS)}",
+                            field="plot")
+    from heimdall_synth.service.report.signal_plots import render_signal_png
+    png = render_signal_png(get_db(), dataset_id, sample_index, plot)
+    # As the report's plots: caches ask again (the dataset may be renamed, named in the title).
     return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
 
 
@@ -73,13 +99,21 @@ def page(dataset_id):
                      f"per attempt, {config['receiver_placement']} placement")
     else:
         receivers = ", ".join(r["name"] for r in config.get("receivers", ()))
+    iq_raw = dataset["dataset_type"] == "iq_raw"
+    rows = CONFIG_ROWS + (IQ_CONFIG_ROWS if iq_raw else ())
+    # the first sample's signal: an iq_raw dataset's IQ, as every receiver recorded it
+    signals = ([(name, f"{SIGNAL_TITLES[name]}, sample {SIGNAL_SAMPLE}",
+                 url_for("report.signal_png", dataset_id=dataset_id, sample_index=SIGNAL_SAMPLE,
+                         plot=name)) for name in SIGNAL_PLOTS]
+               if iq_raw and dataset["actual_count"] > SIGNAL_SAMPLE else [])
     return render_template(
         "report/page.html", dataset=dataset, jobs=job_rows, jobs_shown=JOBS_SHOWN,
         outcome=outcome, receivers=receivers, terrain=terrain,
         quality=[(label, _number(quality.get(key)), unit) for key, label, unit in QUALITY_ROWS],
-        config=[(key, _number(config.get(key))) for key in CONFIG_ROWS],
+        config=[(key, _number(config.get(key))) for key in rows],
         plots=[(name, title, url_for("report.plot_png", dataset_id=dataset_id, plot=name))
                for name, title in PLOTS.items()],
+        signals=signals, signal_sample=SIGNAL_SAMPLE,
         api_url=f"{API_PREFIX}/datasets/{dataset_id}", jobs_url=f"{API_PREFIX}/jobs")
 
 

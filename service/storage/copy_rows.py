@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 import numpy as np
 from numba import njit
 
-from heimdall_synth.kernel.iq_features import AGGREGATES as IQ_AGGREGATES
-from heimdall_synth.kernel.iq_features import FEATURES as IQ_FEATURE_NAMES
+from heimdall_synth.kernel.defaults import IQ_AGGREGATES
+from heimdall_synth.kernel.defaults import IQ_FEATURE_COLUMNS as IQ_FEATURE_NAMES
 
 #: The COPY target columns, in the order their values are written.
 SCALAR_COLUMNS = (
@@ -43,8 +43,7 @@ ARRAY_COLUMNS = (
 )
 #: iq_raw rows also carry the features measured from each receiver's IQ (kernel.iq_features):
 #: one per-receiver array column per feature and aggregate over the measurement windows.
-IQ_FEATURE_COLUMNS = tuple((f"iq_{feature}_{aggregate}", ">f4", 700)
-                           for feature in IQ_FEATURE_NAMES for aggregate in IQ_AGGREGATES)
+IQ_FEATURE_COLUMNS = tuple((name, ">f4", 700) for name in IQ_FEATURE_NAMES)
 COLUMNS = SCALAR_COLUMNS + tuple(name for name, _, _ in ARRAY_COLUMNS)
 IQ_COLUMNS = COLUMNS + tuple(name for name, _, _ in IQ_FEATURE_COLUMNS)
 

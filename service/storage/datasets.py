@@ -110,11 +110,50 @@ def validate_dataset(conn, dataset_id) -> dict:
     dense = count == 0 or (lo == 0 and hi == count - 1)
     duplicates = count - distinct
     ok = count == ds["num_samples"] and dense and duplicates == 0
-    return {"dataset_id": str(dataset_id), "metadata_count": ds["num_samples"],
-            "actual_count": count, "counts_agree": count == ds["num_samples"],
-            "min_sample_index": lo, "max_sample_index": hi, "index_dense": dense,
-            "duplicate_indices": duplicates, "next_attempt_index": ds["next_attempt_index"],
-            "ok": ok}
+    report = {"dataset_id": str(dataset_id), "metadata_count": ds["num_samples"],
+              "actual_count": count, "counts_agree": count == ds["num_samples"],
+              "min_sample_index": lo, "max_sample_index": hi, "index_dense": dense,
+              "duplicate_indices": duplicates, "next_attempt_index": ds["next_attempt_index"]}
+    if ds["dataset_type"] == "iq_raw":
+        report.update(validate_captures(conn, dataset_id))
+        ok = ok and report["iq_captures_agree"]
+    return {**report, "ok": ok}
+
+
+# The captures an iq_raw dataset must hold: one per receiver of every sample whose job stored
+# its IQ (the job's iq_storage; rows without a job: the dataset's), and no other.
+EXPECTED_CAPTURES_SQL = """
+SELECT coalesce(sum(cardinality(f.rx_id)), 0) FROM heimdall.measurement_features f
+  JOIN heimdall.synthetic_datasets d ON d.id = f.dataset_id
+  LEFT JOIN heimdall.generation_jobs j ON j.id = f.job_id
+ WHERE f.dataset_id = %(id)s
+   AND coalesce(j.config -> 'config' ->> 'iq_storage', d.config ->> 'iq_storage') = 'postgres'
+"""
+STORED_CAPTURES_SQL = """
+SELECT count(*), count(*) FILTER (WHERE c.receiver >= 0 AND c.receiver < cardinality(f.rx_id)
+                                  AND length(c.iq) = %(length)s::int8)
+  FROM heimdall.iq_captures c JOIN heimdall.measurement_features f
+    ON f.dataset_id = c.dataset_id AND f.sample_index = c.sample_index
+ WHERE c.dataset_id = %(id)s
+"""
+
+
+def validate_captures(conn, dataset_id) -> dict:
+    """iq_raw: the stored IQ captures against the samples that must have them (iq_storage
+    postgres): as many as their receivers, each of a receiver of its sample and of a whole
+    capture's length in bytes. (The foreign key already rules out captures without a sample.)"""
+    from heimdall_synth.kernel.config import GenerationConfig
+    ds = get_dataset(conn, dataset_id, with_count=False)
+    cfg = GenerationConfig.from_dict(ds["config"])
+    per_value = {"cf32": 8, "ci16": 4}[cfg.iq_format]
+    args = {"id": str(ds["id"]), "length": per_value * cfg.iq_capture}
+    with conn.transaction():   # one snapshot for both counts
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        expected = conn.execute(EXPECTED_CAPTURES_SQL, args).fetchone()[0]
+        stored, whole = conn.execute(STORED_CAPTURES_SQL, args).fetchone()
+    return {"iq_captures_expected": int(expected), "iq_captures_stored": int(stored),
+            "iq_captures_whole": int(whole),
+            "iq_captures_agree": int(expected) == int(stored) == int(whole)}
 
 
 def delete_dataset(conn, dataset_id) -> None:

@@ -17,6 +17,22 @@ const GROUP_TITLES = {
 };
 // An expansion reads these from the dataset; the seed is stored on the dataset, not in its config.
 const FROM_DATASET_ROW = ["seed"];
+// The create form's box of the fields of one dataset type (typeOnlyFields), by type.
+const TYPE_GROUP_TITLES = { iq_raw: "IQ capture (dataset_type iq_raw only)" };
+
+// Fields that apply to one dataset type only: the parameter table begins their description with
+// that type ("iq_raw: IQ sample rate (Hz) ..."). The server refuses them for another type, so a
+// form shows them, and sends them, only while its dataset_type is theirs. {name: type}
+function typeOnlyFields(schema, names) {
+  const types = (schema.properties.dataset_type?.enum || []).filter((t) => t !== null);
+  const out = new Map();
+  for (const name of names) {
+    const text = schema.properties[name]?.description || "";
+    const type = types.find((t) => text.startsWith(`${t}:`));
+    if (type) out.set(name, type);
+  }
+  return out;
+}
 
 function field(controls, name) {
   return controls.get(name.split(/[.[]/)[0]);
@@ -36,6 +52,9 @@ class RequestForm {
     this.onAccepted = () => {};
     this.missing = () => null;
     this.onAuthError = () => {};
+    this.typeOnly = typeOnlyFields(schema, names);
+    this.typeBoxes = [];                 // boxes holding nothing but such fields
+    this.locked = () => false;           // the expand form locks the data-defining fields
     form.replaceChildren();
     form.addEventListener("input", () => this.updatePreview());
     form.addEventListener("change", () => this.updatePreview());
@@ -50,7 +69,32 @@ class RequestForm {
               el("div", { class: "fields" }, ...fields));
   }
 
+  // Show and enable (so send) the fields of the dataset_type the form holds now; hide and disable
+  // the others. Called when dataset_type changes, and when the expand form loads a dataset.
+  showTypeFields() {
+    const type = this.controls.get("dataset_type")?.read();
+    for (const [name, only] of this.typeOnly) {
+      const control = this.controls.get(name);
+      if (!control) continue;
+      const applies = only === type;
+      control.root.hidden = !applies;
+      control.setDisabled(!applies || this.locked(name));
+      if (!applies) control.clearError();
+    }
+    for (const box of this.typeBoxes) {
+      box.hidden = [...box.querySelectorAll(".field")].every((f) => f.hidden);
+    }
+  }
+
   finish() {
+    const typeControl = this.controls.get("dataset_type");
+    if (typeControl && this.typeOnly.size) {
+      // before the form's own listeners: the preview then shows what Submit sends
+      for (const event of ["input", "change"]) {
+        typeControl.inputs()[0].addEventListener(event, () => this.showTypeFields());
+      }
+    }
+    this.showTypeFields();
     this.form.append(
       el("details", { class: "preview" }, el("summary", { text: "Request body (what Submit sends)" }), this.preview),
       el("div", { class: "submit-row" }, this.submit, this.message));
@@ -143,8 +187,18 @@ export function createForm(form, schema, components) {
   const f = new RequestForm(form, schema, components, "create", names,
                             [...(schema.required || []), ...(schema.else?.required || [])]);
   f.submit.textContent = "Create dataset";
-  const rest = names.filter((n) => !PRIMARY.includes(n));
+  const rest = names.filter((n) => !PRIMARY.includes(n) && !f.typeOnly.has(n));
   form.append(f.group("New dataset", PRIMARY.filter((n) => names.includes(n))));
+  // each type's own fields right under dataset_type, shown while it is chosen
+  for (const type of new Set(f.typeOnly.values())) {
+    const box = f.group(TYPE_GROUP_TITLES[type] || `dataset_type ${type} only`,
+                        [...f.typeOnly].filter(([, t]) => t === type).map(([n]) => n),
+                        { className: "type-only" });
+    if (!box) continue;
+    box.dataset.datasetType = type;
+    f.typeBoxes.push(box);
+    form.append(box);
+  }
   const advanced = el("details", { class: "advanced" }, el("summary", { text: "Advanced" }));
   for (const scope of Object.keys(GROUP_TITLES)) {
     const inScope = rest.filter((n) => schema.properties[n]["x-scope"] === scope);
@@ -189,9 +243,11 @@ export function expandForm(form, schema, components, datasets) {
   f.controls = new Map([["expand_dataset_id", picker], ...f.controls]);
 
   const override = f.controls.get("allow_parameter_override");
+  f.locked = (n) => defining.includes(n) && !override.read();
   const lockDefining = () => {
     const locked = !override.read();
     for (const n of defining) f.controls.get(n).setDisabled(locked);
+    f.showTypeFields();   // the fields of another type than the dataset's stay hidden, unsent
   };
   override.inputs()[0].addEventListener("change", lockDefining);
 
