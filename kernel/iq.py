@@ -1,7 +1,7 @@
 """Signals of iq_raw samples (model version 2): what each receiver of a valid sample records.
 
-In progress: the synthesis is built and tested here; datasets of type iq_raw, their features,
-storage and reads come with the rest of the capability (docs/SIGNALS.md).
+The job's producer calls ``synthesize`` for the samples it accepts; readers call it again for
+a sample whose IQ is not stored (docs/SIGNALS.md).
 
 A sample's IQ is a pure function of (seed, attempt, receiver) and the attempt's link budget
 (``kernel.attempt``): every draw below is keyed like the budget's, so the same sample gives the

@@ -38,7 +38,7 @@ CASES = [  # (id, config, attempts): all model terms on unless stated
                            "min_receivers_count": 3, "max_receivers_count": 5,
                            "area_lat_min": 36.50, "area_lat_max": 36.68,
                            "area_lon_min": -84.36, "area_lon_max": -84.13, "margin_deg": 0.02,
-                           "min_snr_db": 25.0}, 1_500),
+                           "min_snr_db": 25.0}, 500),
     ("stations-on-terrain", {"terrain": "jacksboro", "margin_deg": 0.03, "receivers": [
         {"name": "ridge", "lat": 36.62, "lon": -84.20, "antenna_height_m": 10.0},
         {"name": "valley", "lat": 36.55, "lon": -84.30},

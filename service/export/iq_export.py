@@ -42,6 +42,11 @@ def export_iq(url: str, ref: str, out_dir, fmt, *, force: bool = False,
     t0 = time.perf_counter()
     progress = on_progress or (lambda *a: None)
     out_dir = Path(out_dir)
+    try:
+        import zarr  # noqa: F401  (the iq extra)
+    except ImportError:
+        raise ConfigError("iq", "the Zarr store needs the zarr package: pip install "
+                                "'heimdall-synth[iq]'") from None
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError("out", f"{out_dir} exists and is not a folder")
     store = out_dir / IQ_STORE

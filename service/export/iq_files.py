@@ -1,4 +1,4 @@
-"""IQ as files (in progress with the iq_raw dataset type; docs/SIGNALS.md): the stored sample
+"""IQ as files (docs/SIGNALS.md): the stored sample
 formats and the two single-sample files a reader gets.
 
 * ``encode_iq`` / ``decode_iq``: one capture in the ``iq_format`` of stored and served IQ
