@@ -23,6 +23,17 @@ from tests.helpers import new_database
 from tests.http_client import Client, start_server
 
 
+#: The modules that take longest, started first: the suite runs in two processes, a module at
+#: a time each (setup.cfg), and a long module started last would run alone at the end.
+LONGEST_FIRST = ("test_readme.py", "test_fuzz_http.py", "test_iq_reading.py", "test_load.py",
+                 "test_faults.py", "test_soak_kill.py", "test_http_jobs.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable otherwise
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """No test skips: a skip (pytest.skip, a skip mark, importorskip) is reported as a failure,

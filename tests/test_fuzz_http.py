@@ -27,7 +27,7 @@ jobs, samples and terrains tables is taken before and after.
 Accepted ``POST /generate`` requests start real jobs. The API accepts what it documents (one
 explicit request at the documented maxima is accepted, then cancelled), but the fuzzer asks for
 little work: generated bodies are capped at 20 samples, 400 attempts and 1,000 attempts per
-batch, and the test waits for the job pool to be idle before the next request (a job's commits
+batch (and iq_raw captures at 50 ms of 25 kHz), and the test waits for the job pool to be idle before the next request (a job's commits
 would otherwise race the database digest). The runner has one worker and one kernel thread. The
 jobs must end without an error (a stall or a spent attempt budget is a clean end).
 
@@ -67,7 +67,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           unsupported_method]
 #: What one accepted generated POST /generate may ask for (see the module docstring).
 WORK_CAPS = {"num_samples": 20, "max_attempts": 400, "batch_size": 1000,
-             "max_consecutive_rejections": 400}
+             "max_consecutive_rejections": 400, "iq_sample_rate_hz": 25_000,
+             "iq_duration_ms": 50}
 SAFE = ("GET", "HEAD", "OPTIONS")
 #: Examples per operation and mode: the CI run, and the slow run that writes RELIABILITY.md.
 CI_EXAMPLES, SLOW_EXAMPLES = 45, 600
@@ -226,7 +227,7 @@ def bound_work(case):
     if isinstance(body, dict):
         for key, cap in WORK_CAPS.items():
             value = body.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
                 body[key] = cap
     return case
 

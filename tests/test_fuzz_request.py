@@ -40,7 +40,7 @@ def accepted_or_refused(parse, request: dict):
         return None
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(REQUESTS)
 def test_config_from_dict_accepts_or_names_the_field(request):
     cfg = accepted_or_refused(GenerationConfig.from_dict, request)
@@ -53,7 +53,7 @@ def test_config_from_dict_accepts_or_names_the_field(request):
                if isinstance(v, float))
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({"num_samples": st.integers(-5, 10**9) | JSONISH},
                              optional={"name": st.text(max_size=120) | JSONISH}).flatmap(
     lambda base: st.dictionaries(KEYS, JSONISH, max_size=6).map(lambda extra: {**extra, **base})))
