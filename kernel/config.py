@@ -261,6 +261,9 @@ class GenerationConfig:
     iq_duration_ms: float | None
     iq_storage: str | None
     iq_format: str | None
+    split_train: float
+    split_validation: float
+    split_cell_m: float
     tx_antenna_dist: Mapping
     rx_antenna_dist: Mapping
     min_snr_db: float
@@ -358,6 +361,9 @@ def _check_relations(v: dict) -> None:
             if rx["alt_m"] is None:
                 raise ConfigError(f"receivers[{i}].alt_m", "is required without a terrain "
                                   "(with one, an omitted ground altitude is read from it)")
+    if v["split_train"] + v["split_validation"] > 1.0:
+        raise ConfigError("split_validation", f"split_train {v['split_train']:g} + "
+                          f"split_validation {v['split_validation']:g} is more than 1")
     n_rx = v["max_receivers_count"] if v["use_random_receivers"] else len(v["receivers"])
     if v["dataset_type"] == "iq_raw":
         _check_iq(v, n_rx)
@@ -384,3 +390,11 @@ def _check_iq(v: dict, n_rx: int) -> None:
                           f"{n_rx * capture:,} values per sample, more than the "
                           f"{D.MAX_IQ_VALUES_PER_SAMPLE:,} one sample may hold; shorten the "
                           "capture or lower iq_sample_rate_hz")
+
+
+def check_split(name) -> str | None:
+    """A split filter (``split=`` of the samples endpoint, export and loader): None (every
+    sample) or one of defaults.SPLITS; ConfigError naming ``split`` otherwise."""
+    if name is None or name in D.SPLITS:
+        return name
+    raise ConfigError("split", f"must be one of {list(D.SPLITS)}, got {name!r}")

@@ -68,6 +68,8 @@ MAX_IQ_VALUES_PER_SAMPLE = 64 * 2**20
 #: The fewest IQ samples a measurement window may hold (its spectrum needs some bins).
 MIN_IQ_WINDOW_SAMPLES = 64
 RECEIVER_PLACEMENTS = ("random", "hexagonal")
+#: A sample's split, stored as its code (the index here): kernel/splits.py.
+SPLITS = ("train", "validation", "test")
 
 MAX_SAMPLES = 100_000_000
 MAX_SEED = 2**63 - 1
@@ -177,6 +179,12 @@ PARAMETERS: tuple[Param, ...] = (
     _p("iq_format", "choice", "ci16", "data",
        "iq_raw: sample format of stored and served IQ, 'ci16' (int16 with a scale per capture) "
        "or 'cf32'; null for feature_based", choices=IQ_FORMATS, nullable=True),
+    _p("split_train", "float", 0.8, "data", "share of the map's cells in the train split "
+       "(docs/TRAINING.md)", lo=0, hi=1),
+    _p("split_validation", "float", 0.1, "data", "share of the map's cells in the validation "
+       "split; the test split takes the rest (1 - split_train - split_validation)", lo=0, hi=1),
+    _p("split_cell_m", "float", 1000.0, "data", "side of the spatial cells that are split "
+       "whole (metres): samples closer than this share a split", lo=10, hi=100_000),
     _p("tx_antenna_dist", "dist", {"whip": 0.90, "rubber_duck": 0.08,
                                    "portable_directional": 0.02}, "data",
        "transmitter antenna mix, sums to 1", choices=TX_ANTENNAS),

@@ -56,7 +56,7 @@ def test_generate_then_expand_by_id_and_by_name(db):
 
 
 def test_strict_expansion_stops_short_and_names_the_filter(db):
-    cli_json(db, "generate", "--name", "strict", "--num-samples", 5)
+    cli_json(db, "generate", "--name", "strict", "--num-samples", 5, "--seed", 3)
     res = cli(db, "--json", "expand", "strict", "--num-samples", 10, "--min-snr-db", 30,
               "--min-receivers", 7, "--max-gdop", 10)
     assert res.returncode == 1

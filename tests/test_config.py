@@ -89,6 +89,10 @@ def context(name, value):
         return {"dataset_type": "iq_raw", "bandwidth_hz": min(12_500.0, value)}
     if name in IQ_FIELDS:
         return {"dataset_type": "iq_raw"}
+    if name == "split_train":  # the shares add up to at most 1
+        return {"split_validation": min(0.1, 1.0 - value)}
+    if name == "split_validation":
+        return {"split_train": min(0.8, 1.0 - value)}
     for axis, lo, hi, dmin, dmax in (("lat", -90, 90, 44, 46), ("lon", -180, 180, 7, 10)):
         if name == f"area_{axis}_min":
             if value >= hi:

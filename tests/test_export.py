@@ -42,8 +42,8 @@ TABLE_COLUMNS = (
     "num_receivers_in_sample", "num_receivers_detected", "mean_snr_db", "gdop", "hdop", "crb_m",
     "overall_confidence", "rx_id", "rx_lat", "rx_lon", "rx_alt_m", "distance_km",
     "signal_present", "rssi_dbm", "snr_db", "rssi_std_db", "rssi_min_dbm", "rssi_max_dbm",
-    "noise_floor_dbm", "psd_dbm_per_hz", "freq_offset_hz")
-PER_RECEIVER = TABLE_COLUMNS[TABLE_COLUMNS.index("rx_id"):]
+    "noise_floor_dbm", "psd_dbm_per_hz", "freq_offset_hz", "split")
+PER_RECEIVER = TABLE_COLUMNS[TABLE_COLUMNS.index("rx_id"):TABLE_COLUMNS.index("split")]
 PADDING = {"rx_id": -1, "signal_present": False}  # every other per-receiver column: NaN
 #: PostgreSQL (element) type -> NumPy dtype of its values in an export
 NUMPY_OF = {"int2": "i2", "int8": "i8", "float4": "f4", "float8": "f8", "bool": "?"}
@@ -149,7 +149,7 @@ def test_exported_columns_are_the_tables_in_order(conn):
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'heimdall' "
         "AND table_name = 'measurement_features' ORDER BY ordinal_position")]
     assert [c for c in table if c not in ("dataset_id",) + IQ_FEATURE_COLUMNS] == list(
-        TABLE_COLUMNS)
+        TABLE_COLUMNS)  # split last: it came with migration 007, after the iq_* columns
     assert [c.name for c in export_reader.table_columns(conn, "iq_raw")] == [
         c for c in table if c != "dataset_id"]
     assert len(IQ_FEATURE_COLUMNS) == 64

@@ -155,9 +155,9 @@ def test_histograms_of_hand_made_values(conn):
         for i, (snr, gdop, crb, det) in enumerate(values):
             conn.execute("INSERT INTO heimdall.measurement_features (recording_session_id, "
                          "dataset_id, sample_index, attempt_index, mean_snr_db, gdop, crb_m, "
-                         "num_receivers_detected) VALUES (%s, %s, %s, %s, %s, %s::float8, "
-                         "%s::float8, %s)", (uuid.uuid4(), dataset_id, i, i, snr, gdop, crb,
-                                             det))
+                         "num_receivers_detected, split) VALUES (%s, %s, %s, %s, %s, "
+                         "%s::float8, %s::float8, %s, 0)", (uuid.uuid4(), dataset_id, i, i, snr,
+                                                            gdop, crb, det))
     h = queries.quality_histograms(conn, dataset_id)
     assert {k: (v.total, v.excluded, v.binned) for k, v in h.items()} == {
         "snr": (6, 1, 5), "gdop": (6, 1, 5), "crb": (6, 4, 2), "detected": (6, 0, 6)}

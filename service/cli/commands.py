@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from heimdall_synth.kernel.config import ConfigError
+from heimdall_synth.kernel.config import ConfigError, check_split
 from heimdall_synth.service.cli.options import positive_int, request_dict
 from heimdall_synth.service.cli.output import (Progress, emit_json, fail, print_fields,
                                                print_jobs, print_summary, table, when)
@@ -223,6 +223,10 @@ def cmd_export(args) -> int:
     fmt = check_format(args.format or (suffix if suffix in FORMATS else "parquet"))
     if args.iq and not args.out:
         raise ConfigError("out", "--iq writes a folder: give it with --out DIR")
+    split = check_split(args.split)
+    if args.iq and split is not None:
+        raise ConfigError("split", "--iq exports every sample (the Zarr store is indexed by "
+                                   "sample_index); filter by the features file's split column")
     t0, last = time.monotonic(), {"at": 0.0, "done": None}
 
     def progress(phase, done, total):  # at most once a second, and the end of each phase
@@ -248,7 +252,7 @@ def cmd_export(args) -> int:
                                    threads=args.threads, on_progress=progress)
             else:
                 result = export_file(url, args.dataset, fmt, args.out, force=args.force,
-                                     on_progress=progress)
+                                     on_progress=progress, split=split)
         except OSError as exc:
             raise ConfigError("out", f"cannot write {args.out or 'the file'}: "
                                      f"{exc.strerror or exc}") from None

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="PATH", help="file to write (default: "
                         "<dataset name>.<format> in the current folder)")
     export.add_argument("--force", action="store_true", help="overwrite an existing file")
+    export.add_argument("--split", metavar="{train,validation,test}", default=None,
+                        help="only the samples of this split (default: all)")
     export.add_argument("--iq", action="store_true", help="iq_raw datasets: --out is a folder "
                         "that receives features.<format> and iq.zarr, a Zarr store of the IQ "
                         "(samples x receivers x IQ samples, complex64)")

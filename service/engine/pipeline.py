@@ -23,6 +23,7 @@ import numpy as np
 
 from heimdall_synth.kernel import REJECT_REASONS
 from heimdall_synth.kernel.batch import AttemptBatch, pack_config, run_attempts
+from heimdall_synth.kernel.splits import split_of
 from heimdall_synth.service.engine.quality import QualityAggregates
 from heimdall_synth.service.storage import locks
 from heimdall_synth.service.storage.capture_rows import IQ_CAPTURES_SQL, pack_capture_rows
@@ -163,9 +164,12 @@ class Producer:
                     if rows is not None:
                         captures.append(rows)
                         capture_rows += int(batch.n_receivers[take].sum())
+                cfg = self.cfg
+                split = split_of(batch.tx_latitude[take], batch.tx_longitude[take],
+                                 cfg.split_cell_m, cfg.split_train, cfg.split_validation)
                 chunks.append(pack_feature_rows(batch, self.dataset_id, self.next_sample,
                                                 self.job_id, self.frequency_hz, rows=take,
-                                                iq_features=features))
+                                                iq_features=features, split=split))
                 quality.add(QualityAggregates.partial(batch, take))
             rejections += np.bincount(batch.reject_reason[:used],
                                       minlength=len(REJECT_REASONS) + 1)

@@ -20,9 +20,11 @@ FILTER_FIELDS = names("filter")
 #: May differ for one expansion job without allow_parameter_override (docs/GENERATION.md).
 EXPANSION_MAY_CHANGE = FILTER_FIELDS + JOB_FIELDS
 #: Never differ within a dataset, even with allow_parameter_override: the type decides the
-#: dataset's columns, and an iq_raw dataset's captures all have one shape and one format (an
-#: IQ export is one samples x receivers x IQ-samples array).
-FIXED_FOR_DATASET = ("dataset_type", "iq_sample_rate_hz", "iq_duration_ms", "iq_format")
+#: dataset's columns, an iq_raw dataset's captures all have one shape and one format (an
+#: IQ export is one samples x receivers x IQ-samples array), and the split rule must put every
+#: sample of a spatial cell in the same split, whenever it was generated.
+FIXED_FOR_DATASET = ("dataset_type", "iq_sample_rate_hz", "iq_duration_ms", "iq_format",
+                     "split_train", "split_validation", "split_cell_m")
 
 
 class ConflictError(Exception):

@@ -161,14 +161,18 @@ class Layout:
                       else sql.SQL(""))
         self.per_receiver = {c.name for c in columns if c.per_receiver}
 
-    def statement(self, dataset_id, after: int, limit: int) -> sql.Composed:
-        """The ``limit`` rows after sample_index ``after``, in order, as one row of arrays."""
+    def statement(self, dataset_id, after: int, limit: int, split: int | None = None
+                  ) -> sql.Composed:
+        """The ``limit`` rows after sample_index ``after`` (of split code ``split`` only, when
+        given), in order, as one row of arrays."""
+        where = sql.SQL("") if split is None else sql.SQL(" AND split = {}").format(
+            sql.Literal(int(split)))
         return sql.SQL(
             "SELECT {select} FROM (SELECT *{extra} FROM heimdall.measurement_features "
-            "WHERE dataset_id = {dataset} AND sample_index > {after} ORDER BY sample_index "
-            "LIMIT {limit}) f").format(
+            "WHERE dataset_id = {dataset} AND sample_index > {after}{where} ORDER BY "
+            "sample_index LIMIT {limit}) f").format(
                 select=self.select, extra=self.extra, dataset=sql.Literal(dataset_id),
-                after=sql.Literal(after), limit=sql.Literal(limit))
+                after=sql.Literal(after), where=where, limit=sql.Literal(limit))
 
     def _shape(self, name: str, rows: int) -> tuple:
         return (rows, self.slots) if name in self.per_receiver else (rows,)

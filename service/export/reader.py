@@ -28,6 +28,8 @@ from typing import Iterator
 import psycopg
 from psycopg import sql
 
+from heimdall_synth.kernel.config import check_split
+from heimdall_synth.kernel.defaults import SPLITS
 from heimdall_synth.service.engine.request import NotFoundError
 from heimdall_synth.service.export.columns import (ARRAY_OIDS, Chunk, ExportError, Layout,
                                                    RawArray, table_columns)
@@ -46,7 +48,11 @@ class Snapshot:
     (or use it as a context manager): it holds a transaction open.
     """
 
-    def __init__(self, url: str, ref: str, field: str = "dataset", by_name: bool = True):
+    def __init__(self, url: str, ref: str, field: str = "dataset", by_name: bool = True,
+                 split: str | None = None):
+        self.split_name = check_split(split)
+        self.split = None if split is None else SPLITS.index(split)
+        only = "" if self.split is None else f" AND split = {self.split}"
         self.conn = connect(url)
         try:
             self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -57,7 +63,8 @@ class Snapshot:
             receivers = sql.Identifier(next(c.name for c in self.columns if c.per_receiver))
             self.rows, fewest, most = self.conn.execute(sql.SQL(
                 "SELECT count(*), min(cardinality({0})), max(cardinality({0})) "
-                "FROM heimdall.measurement_features WHERE dataset_id = %s").format(receivers),
+                "FROM heimdall.measurement_features WHERE dataset_id = %s" + only).format(
+                    receivers),
                 (self.dataset_id,)).fetchone()
             self.slots = int(most or 0)
             if self.rows and not self.slots:
@@ -93,6 +100,7 @@ class Snapshot:
             "created_at": d["created_at"].isoformat(),
             "exported_at": self.exported_at.isoformat(),
             "num_samples": self.rows, "receiver_slots": self.slots,
+            "split": self.split_name or "all",
             "order": "sample_index ascending",
             "padding": "per-receiver slots beyond num_receivers_in_sample: -1 for integers, "
                        "NaN for floats, false for booleans",
@@ -130,7 +138,7 @@ class Snapshot:
                 with self.conn.transaction(), self.conn.cursor(binary=True) as cur:
                     for oid in ARRAY_OIDS:
                         cur.adapters.register_loader(oid, RawArray)
-                    cur.execute(layout.statement(self.dataset_id, last, want))
+                    cur.execute(layout.statement(self.dataset_id, last, want, self.split))
                     arrays = dict(zip(layout.names, cur.fetchone()))
             except psycopg.Error as exc:  # rolled back to the savepoint: same snapshot
                 raise self._bad_row_error(last, want) from exc
@@ -162,9 +170,11 @@ class Snapshot:
                                           ident, receivers))
         row = self.conn.execute(sql.SQL(
             "SELECT * FROM (SELECT sample_index, ARRAY[{checks}] AS bad FROM "
-            "heimdall.measurement_features WHERE dataset_id = %s AND sample_index > %s ORDER "
-            "BY sample_index LIMIT %s) f WHERE true = ANY(bad) ORDER BY sample_index LIMIT 1")
-            .format(checks=sql.SQL(", ").join(checks)), (self.dataset_id, last, want)).fetchone()
+            "heimdall.measurement_features WHERE dataset_id = %s AND sample_index > %s "
+            "AND split = coalesce(%s, split) ORDER BY sample_index LIMIT %s) f "
+            "WHERE true = ANY(bad) ORDER BY sample_index LIMIT 1")
+            .format(checks=sql.SQL(", ").join(checks)),
+            (self.dataset_id, last, self.split, want)).fetchone()
         if row is None:
             return ExportError(f"the rows after sample_index {last} could not be read as "
                                "arrays")

@@ -294,7 +294,8 @@ def content_disposition(name: str, fmt: Format) -> str:
 
 def export_file(url: str, ref: str, fmt: Format, path=None, *, force: bool = False,
                 chunk_rows: int | None = None,
-                on_progress: Callable[[str, int, int], None] | None = None) -> dict:
+                on_progress: Callable[[str, int, int], None] | None = None,
+                split: str | None = None) -> dict:
     """Export dataset ``ref`` (id or name) to ``path`` (default ``<name><suffix>`` in the
     current folder). Refuses an existing file unless ``force``. The file appears only when
     complete (``_unnamed_output``); the NPZ's column files are anonymous temporary files
@@ -303,8 +304,9 @@ def export_file(url: str, ref: str, fmt: Format, path=None, *, force: bool = Fal
     import time
     t0 = time.perf_counter()
     progress = on_progress or (lambda *a: None)
-    with Snapshot(url, ref) as snapshot:
-        path = Path(path) if path is not None else Path.cwd() / file_name(snapshot.name, fmt)
+    with Snapshot(url, ref, split=split) as snapshot:
+        stem = snapshot.name if split is None else f"{snapshot.name}-{split}"
+        path = Path(path) if path is not None else Path.cwd() / file_name(stem, fmt)
         if path.is_dir():
             raise ConfigError("out", f"{path} is a folder; give a file name")
         if path.exists() and not force:
@@ -328,7 +330,8 @@ def export_file(url: str, ref: str, fmt: Format, path=None, *, force: bool = Fal
                 for done in spool.zip_steps(out):
                     progress("zip", done, total)
         return {"path": str(path), "format": fmt.name, "dataset_id": str(snapshot.dataset_id),
-                "name": snapshot.name, "rows": snapshot.rows, "receiver_slots": snapshot.slots,
+                "name": snapshot.name, "split": split or "all", "rows": snapshot.rows,
+                "receiver_slots": snapshot.slots,
                 "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - t0, 3),
                 "exported_at": snapshot.exported_at.isoformat()}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from heimdall_synth.kernel.config import ConfigError
+from heimdall_synth.kernel.config import ConfigError, check_split
+from heimdall_synth.kernel.defaults import SPLITS
 from heimdall_synth.service.engine.request import check_field
 
 from heimdall_synth.service.http.common import (API_PREFIX, get_db, int_arg, parse_uuid,
@@ -20,10 +21,15 @@ MAX_PAGE = 1000
 # The page's sample indices come from the table (index scan, LIMIT/OFFSET), then only those rows
 # go through the JSON view, so the view's per-receiver JSON is built for the page alone.
 SAMPLES_SQL = (
-    "SELECT v.* FROM heimdall.measurement_features_json v WHERE v.dataset_id = %(id)s AND "
+    "SELECT v.*, {split_name} AS split FROM heimdall.measurement_features_json v "
+    "JOIN heimdall.measurement_features s USING (dataset_id, sample_index) "
+    "WHERE v.dataset_id = %(id)s AND "
     "v.sample_index IN (SELECT f.sample_index FROM heimdall.measurement_features f WHERE "
-    "f.dataset_id = %(id)s ORDER BY f.sample_index LIMIT %(limit)s OFFSET %(offset)s) "
-    "ORDER BY v.sample_index")
+    "f.dataset_id = %(id)s AND f.split = coalesce(%(split)s, f.split) ORDER BY f.sample_index "
+    "LIMIT %(limit)s OFFSET %(offset)s) ORDER BY v.sample_index").format(
+        split_name="(ARRAY[" + ", ".join(f"'{name}'" for name in SPLITS) + "])[s.split + 1]")
+SPLIT_COUNT_SQL = ("SELECT count(*) FROM heimdall.measurement_features WHERE dataset_id = %s "
+                   "AND split = %s")
 
 
 @bp.get("/datasets")
@@ -72,18 +78,22 @@ def delete_dataset(dataset_id):
 def samples(dataset_id):
     """Rows of heimdall.measurement_features_json ordered by sample_index."""
     dataset_id = parse_uuid(dataset_id, "dataset_id")
-    args = query_args(("limit", "offset"))
+    args = query_args(("limit", "offset", "split"))
     limit = int_arg(args, "limit", 100, 1, MAX_PAGE)
     offset = int_arg(args, "offset", 0, 0, None)
+    split = check_split(args.get("split"))
+    code = None if split is None else SPLITS.index(split)
     conn = get_db()
     ds = datasets.get_dataset(conn, dataset_id, with_count=False)
     with conn.transaction():
-        cur = conn.execute(SAMPLES_SQL, {"id": dataset_id, "limit": limit, "offset": offset})
+        cur = conn.execute(SAMPLES_SQL, {"id": dataset_id, "limit": limit, "offset": offset,
+                                         "split": code})
         names = [c.name for c in cur.description]
         rows = [sample_json(dict(zip(names, r))) for r in cur.fetchall()]
-    total = ds["num_samples"]
+        total = (ds["num_samples"] if split is None else
+                 conn.execute(SPLIT_COUNT_SQL, (dataset_id, code)).fetchone()[0])
     return jsonify({"dataset_id": dataset_id, "limit": limit, "offset": offset,
-                    "num_samples": total, "count": len(rows),
+                    "split": split or "all", "num_samples": total, "count": len(rows),
                     "next_offset": offset + len(rows) if offset + len(rows) < total else None,
                     "samples": rows})
 

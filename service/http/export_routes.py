@@ -18,6 +18,7 @@ from typing import Callable
 
 from flask import Blueprint, Response, current_app, request
 
+from heimdall_synth.kernel.config import check_split
 from heimdall_synth.service.http.common import API_PREFIX, ApiError, parse_uuid, query_args, state
 
 bp = Blueprint("export", __name__, url_prefix=API_PREFIX)
@@ -59,20 +60,23 @@ def take_export_slot() -> Callable[[], None]:
 def export_dataset(dataset_id):
     from heimdall_synth.service.export import writers as export
     dataset_id = parse_uuid(dataset_id, "dataset_id")
-    args = query_args(("format",))
+    args = query_args(("format", "split"))
     fmt = export.check_format(args.get("format", export.DEFAULT_FORMAT))
+    split = check_split(args.get("split"))
     release = take_export_slot()
     try:
-        return _export_response(dataset_id, fmt, release)
+        return _export_response(dataset_id, fmt, release, split)
     except BaseException:
         release()
         raise
 
 
-def _export_response(dataset_id, fmt, release):
+def _export_response(dataset_id, fmt, release, split=None):
     from heimdall_synth.service.export import writers as export
-    snapshot = export.Snapshot(state().url, dataset_id, field="dataset_id", by_name=False)
-    headers = {"Content-Disposition": export.content_disposition(snapshot.name, fmt),
+    snapshot = export.Snapshot(state().url, dataset_id, field="dataset_id", by_name=False,
+                               split=split)
+    stem = snapshot.name if split is None else f"{snapshot.name}-{split}"
+    headers = {"Content-Disposition": export.content_disposition(stem, fmt),
                "X-Dataset-Rows": str(snapshot.rows), "Cache-Control": "no-store"}
     if request.method == "HEAD":  # the headers only: read nothing (and claim no length)
         snapshot.close()

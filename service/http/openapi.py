@@ -12,6 +12,7 @@ from typing import Any
 from heimdall_synth.service.http.openapi_schemas import (API, component_schemas, error_response,
                                                          json_response, ref)
 from heimdall_synth.service.http.relief_routes import BOUNDS as RELIEF_BOUNDS
+from heimdall_synth.kernel.defaults import SPLITS
 from heimdall_synth.service.report import PLOTS
 
 
@@ -159,7 +160,9 @@ def _paths() -> dict:
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000,
                                  "default": 100}, "rows per page"),
                 _query("offset", {"type": "integer", "minimum": 0, "default": 0},
-                       "rows to skip")])},
+                       "rows to skip"),
+                _query("split", {"type": "string", "enum": list(SPLITS)},
+                       "only the samples of this split (default: all)")])},
         f"{API}/datasets/{{dataset_id}}/validate": {"get": _op(
             "Check a dataset: metadata vs actual count, index density, duplicates", {
                 "200": json_response(ref("Validation"), "the checks"), "404": _404, "422": _422},
@@ -194,7 +197,9 @@ def _paths() -> dict:
                                   "default": "parquet"},
                        "parquet: one row group per chunk, per-receiver columns "
                        "fixed_size_list; npz: one .npy per column (N or N x R) and "
-                       "metadata.json, loadable with numpy.load")],
+                       "metadata.json, loadable with numpy.load"),
+                _query("split", {"type": "string", "enum": list(SPLITS)},
+                       "only the samples of this split (default: all)")],
             description="Parquet streams from the first row group; NPZ starts once every "
                         "column has been read (to temporary files). Memory stays bounded "
                         "whatever the dataset's size.")},

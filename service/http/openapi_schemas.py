@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from heimdall_synth.kernel.config import plain
-from heimdall_synth.kernel.defaults import (PARAMETERS, POLARIZATIONS, RECEIVER_LIMITS,
+from heimdall_synth.kernel.defaults import (PARAMETERS, POLARIZATIONS, RECEIVER_LIMITS, SPLITS,
                                              STATION_ANTENNA_GAIN, STATION_FIELDS, Param)
 
 API = "/api/training/synthetic"
@@ -305,6 +305,8 @@ def component_schemas() -> dict:
                     "overall_confidence")},
                 "tx_known": {"type": ["boolean", "null"]},
                 "num_receivers_in_sample": NULL_INT, "num_receivers_detected": NULL_INT,
+                "split": {"type": "string", "enum": list(SPLITS),
+                          "description": "the sample's split, by its spatial cell"},
                 "receiver_features": {"type": "array", "items": {
                     "type": "object", "properties": {
                         "rx_id": {"type": "integer"}, "signal_present": {"type": "boolean"},
@@ -316,8 +318,9 @@ def component_schemas() -> dict:
         "SamplePage": {"type": "object", "properties": {
             "dataset_id": {"type": "string", "format": "uuid"},
             "limit": {"type": "integer"}, "offset": {"type": "integer"},
-            "num_samples": {"type": "integer"}, "count": {"type": "integer"},
-            "next_offset": NULL_INT,
+            "split": {"type": "string", "enum": ["all", *SPLITS]},
+            "num_samples": {"type": "integer", "description": "samples of the split asked for"},
+            "count": {"type": "integer"}, "next_offset": NULL_INT,
             "samples": {"type": "array", "items": ref("Sample")}}},
         "Validation": {"type": "object", "properties": {
             "dataset_id": {"type": "string", "format": "uuid"},

@@ -30,7 +30,7 @@ SCALAR_COLUMNS = (
     "recording_session_id", "dataset_id", "sample_index", "attempt_index", "job_id", "created_at",
     "tx_latitude", "tx_longitude", "tx_altitude_m", "tx_power_dbm", "frequency_hz", "tx_known",
     "num_receivers_in_sample", "num_receivers_detected", "mean_snr_db", "gdop", "hdop", "crb_m",
-    "overall_confidence",
+    "overall_confidence", "split",
 )
 #: Per-receiver array columns: (column, element type, element OID). The column name is also the
 #: AttemptBatch attribute holding the values (attempts x max receivers).
@@ -62,7 +62,7 @@ _SCALAR_TYPES = {  # big-endian storage type of each scalar column
     "tx_latitude": ">f8", "tx_longitude": ">f8", "tx_altitude_m": ">f4", "tx_power_dbm": ">f4",
     "frequency_hz": ">f8", "tx_known": "u1", "num_receivers_in_sample": ">i2",
     "num_receivers_detected": ">i2", "mean_snr_db": ">f4", "gdop": ">f8", "hdop": ">f8",
-    "crb_m": ">f8", "overall_confidence": ">f4",
+    "crb_m": ">f8", "overall_confidence": ">f4", "split": ">i2",
 }
 # Scalar columns read straight from the batch: column -> AttemptBatch attribute. The stored
 # tx_power_dbm is the EFFECTIVE power.
@@ -181,7 +181,7 @@ def _compact(buf, first, itemsize, starts, lengths):
 def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
                       job_id: uuid.UUID | None, frequency_hz: float,
                       created_at: datetime | None = None, rows=None,
-                      iq_features=None) -> memoryview:
+                      iq_features=None, split=None) -> memoryview:
     """The binary COPY data (for ``COPY_SQL``) of every row of ``batch`` (or of ``rows``).
 
     ``batch`` is an AttemptBatch of accepted samples only (``run_attempts(...).accepted()``), in
@@ -190,7 +190,9 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
     copying it first. ``job_id`` None stores NULL. ``created_at`` (timezone-aware; default now)
     is stored on every row. Receiver slots with ``rx_id == -1`` (padding) are not stored.
     ``iq_features`` (iq_raw: ``kernel.iq_features.measure`` of the rows, (rows, slots, features,
-    aggregates)) adds the IQ feature columns: the data is then for ``IQ_COPY_SQL``.
+    aggregates)) adds the IQ feature columns: the data is then for ``IQ_COPY_SQL``. ``split``:
+    each row's split code (``kernel.splits.split_of`` with the dataset's split fields; default:
+    with the table's default fields).
     Returns a memoryview over a fresh uint8 array.
     """
     arrays = ARRAY_COLUMNS if iq_features is None else ARRAY_COLUMNS + IQ_FEATURE_COLUMNS
@@ -222,6 +224,9 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
     rec["sample_index"] = sample_index
     for column, attribute in _FROM_BATCH.items():
         rec[column] = getattr(batch, attribute)  # NumPy casts to the big-endian column type
+    if split is None:
+        split = default_split(batch.tx_latitude, batch.tx_longitude)
+    rec["split"] = split
     for name, _, _ in ARRAY_COLUMNS:
         values = getattr(batch, name)
         rec[name]["value"] = values if order is None else np.take_along_axis(values, order, 1)
@@ -250,6 +255,14 @@ def pack_feature_rows(batch, dataset_id: uuid.UUID, first_sample_index: int,
         end = _compact(out, first, dtype.itemsize, np.array(starts, np.int64), lengths)
     out[end:end + len(TRAILER)] = np.frombuffer(TRAILER, np.uint8)
     return memoryview(out)[:end + len(TRAILER)]
+
+
+def default_split(lat, lon):
+    """Split codes with the parameter table's split fields."""
+    from heimdall_synth.kernel.defaults import PARAMS_BY_NAME
+    from heimdall_synth.kernel.splits import split_of
+    return split_of(lat, lon, *(PARAMS_BY_NAME[name].default for name in (
+        "split_cell_m", "split_train", "split_validation")))
 
 
 class _RowView:
