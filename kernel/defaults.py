@@ -50,6 +50,8 @@ TX_CLUTTER_MIX = (("open", 0.40), ("trees", 0.30), ("suburban", 0.20), ("urban",
 DATASET_TYPES = ("feature_based", "iq_raw")
 IQ_STORAGES = ("regenerate", "postgres")
 IQ_FORMATS = ("ci16", "cf32")
+#: Bytes of one complex IQ value in each format: int16 I and Q, or float32 I and Q.
+IQ_BYTES_PER_VALUE = {"ci16": 4, "cf32": 8}
 #: The IQ fields: they apply to iq_raw datasets only (null in a feature_based configuration).
 IQ_FIELDS = ("iq_sample_rate_hz", "iq_duration_ms", "iq_storage", "iq_format")
 #: What iq_raw rows measure from each receiver's IQ, per measurement window (kernel.iq_features;

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -143,6 +144,14 @@ def generate(conn, url, name, n, **fields):
 def expand(conn, url, dataset_id, n, **fields):
     created = submit(conn, expand_dataset_id=dataset_id, num_samples=n, **fields)
     return run_job(url, created["job_id"])
+
+
+def run_and_die(url, job_id, die_after):
+    """In a spawned process: run the job and SIGKILL ourselves after ``die_after`` commits."""
+    def on_event(event):
+        if event["type"] == "batch" and event["batch"] == die_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    run_job(url, job_id, on_event=on_event)
 
 
 # ---- the command line in a subprocess --------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-import os
 import signal
 import threading
 import time
@@ -22,7 +21,7 @@ from heimdall_synth.service.engine.stops import progress_text
 from heimdall_synth.service.storage.copy_rows import copy_batch
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.engine.request import ConflictError, GenerateRequest, NotFoundError
-from tests.helpers import counts, expand, generate, rows, submit, table_sizes
+from tests.helpers import counts, expand, generate, rows, run_and_die, submit, table_sizes
 
 STRICT = {"min_snr_db": 30.0, "min_receivers": 7, "max_gdop": 10.0}
 
@@ -127,18 +126,10 @@ def test_counts_agree_at_every_commit_seen_from_another_connection(conn, db_url)
     assert all(meta == actual == job for meta, actual, job in seen)
 
 
-def _run_and_die(url, job_id, die_after):
-    """In a spawned process: run the job and SIGKILL ourselves after some commits."""
-    def on_event(event):
-        if event["type"] == "batch" and event["batch"] == die_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-    run_job(url, job_id, on_event=on_event)
-
-
 def test_killed_between_batches_then_resumed(conn, db_url):
     created = submit(conn, name="killed", num_samples=6000, seed=9, batch_size=1000)
     child = multiprocessing.get_context("spawn").Process(
-        target=_run_and_die, args=(db_url, created["job_id"], 3))
+        target=run_and_die, args=(db_url, created["job_id"], 3))
     child.start()
     child.join(120)
     assert child.exitcode == -signal.SIGKILL

@@ -1,5 +1,5 @@
-"""IQ as files (service/export/iq_files.py): the stored formats round-trip within their
-precision, and a sample's .npy and SigMF files load in NumPy and in the sigmf package."""
+"""IQ as files (service/export/iq_files.py) and the stored formats (storage/capture_rows.py):
+the formats round-trip within their precision, and a sample's .npy and SigMF files load in NumPy and in the sigmf package."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from sigmf import sigmffile
 
 from heimdall_synth.service.export import iq_files
+from heimdall_synth.service.storage.capture_rows import decode_capture, encode_captures, served
 from tests.test_iq import strong_samples
 
 
@@ -23,18 +24,21 @@ def sample():
 
 def test_cf32_is_exact_and_ci16_within_half_a_count(sample):
     _, _, _, x = sample
-    for capture in x:
-        data, scale = iq_files.encode_iq(capture, "cf32")
-        assert scale == 1.0 and np.array_equal(iq_files.decode_iq(data, "cf32", scale), capture)
-        data, scale = iq_files.encode_iq(capture, "ci16")
-        assert len(data) == 4 * len(capture)
-        back = iq_files.decode_iq(data, "ci16", scale)
+    data, scales = encode_captures(x, "cf32")
+    assert (scales == 1.0).all()
+    for capture, raw in zip(x, data):
+        assert np.array_equal(decode_capture(raw.tobytes(), "cf32", 1.0), capture)
+    data, scales = encode_captures(x, "ci16")
+    assert data.shape == (len(x), 4 * x.shape[1])
+    for capture, raw, scale in zip(x, data, scales):
+        back = decode_capture(raw.tobytes(), "ci16", scale)
         err = np.maximum(np.abs(back.real - capture.real), np.abs(back.imag - capture.imag))
         assert err.max() <= 0.5 * scale * 1.01  # (and complex64's own rounding)
         assert max(np.abs(capture.real).max(), np.abs(capture.imag).max()) == pytest.approx(
             32767 * scale)
+        assert np.array_equal(served(capture, "ci16"), back)  # what readers get
     with pytest.raises(ValueError, match="iq_format"):
-        iq_files.encode_iq(x[0], "ci8")
+        encode_captures(x, "ci8")
 
 
 def test_npy_loads_in_numpy(sample):

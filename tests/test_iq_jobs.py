@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
 import signal
 import threading
 
@@ -24,7 +23,7 @@ from heimdall_synth.service.engine.request import ConflictError, NotIQError
 from heimdall_synth.service.engine.signals import sample_blocks, sample_signal
 from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.storage.capture_rows import decode_capture
-from tests.helpers import DATA_COLUMNS, counts, expand, generate, rows, submit
+from tests.helpers import DATA_COLUMNS, counts, expand, generate, rows, run_and_die, submit
 
 SHORT = {"dataset_type": "iq_raw", "iq_sample_rate_hz": 25_000, "iq_duration_ms": 20}
 STORED = {**SHORT, "iq_storage": "postgres"}
@@ -201,18 +200,10 @@ def test_an_expansion_cannot_change_the_type_or_the_captures_shape(conn, db_url)
 
 # ---- C5 kill and resume -----------------------------------------------------------------------
 
-def _run_and_die(url, job_id, die_after):
-    """In a spawned process: run the job and SIGKILL ourselves after some commits."""
-    def on_event(event):
-        if event["type"] == "batch" and event["batch"] == die_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-    run_job(url, job_id, on_event=on_event)
-
-
 def test_killed_then_resumed_gives_the_same_samples_and_iq(conn, db_url):
     created = submit(conn, name="killed", num_samples=600, seed=9, batch_size=100, **STORED)
     child = multiprocessing.get_context("spawn").Process(
-        target=_run_and_die, args=(db_url, created["job_id"], 2))
+        target=run_and_die, args=(db_url, created["job_id"], 2))
     child.start()
     child.join(120)
     assert child.exitcode == -signal.SIGKILL

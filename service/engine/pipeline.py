@@ -300,6 +300,15 @@ class Lane:
         self.conn.close()
 
 
+def rows_in_range(cur, table: str, dataset_id, packed) -> int:
+    """Rows of heimdall.``table`` (measurement_features or iq_captures) in the sample index
+    range of batch ``packed``."""
+    return cur.execute(
+        f"SELECT count(*) FROM heimdall.{table} WHERE dataset_id = %s AND sample_index >= %s "
+        "AND sample_index < %s",
+        (dataset_id, packed.sample_offset, packed.sample_offset + packed.kept)).fetchone()[0]
+
+
 def commit_batch(conn, packed, counters, previous, stop: JobStop):
     """COPY one batch, wait for the previous batch's commit, write the counters, commit.
     Returns (dataset total, COPY seconds, wait-counters-commit seconds).
@@ -322,22 +331,14 @@ def commit_batch(conn, packed, counters, previous, stop: JobStop):
                     raise (BatchCancelled() if stop.cancel.is_set() else BatchAborted()) from None
                 # The table, not the COPY, says what this batch stored: its index range must
                 # hold exactly its rows before it may commit (while the batch before commits).
-                stored = cur.execute(
-                    "SELECT count(*) FROM heimdall.measurement_features WHERE dataset_id = %s "
-                    "AND sample_index >= %s AND sample_index < %s",
-                    (stop.dataset_id, packed.sample_offset,
-                     packed.sample_offset + packed.kept)).fetchone()[0]
+                stored = rows_in_range(cur, "measurement_features", stop.dataset_id, packed)
                 if stored != packed.kept:
                     raise BatchCountMismatch(
                         f"batch {packed.number} copied {packed.kept:,} samples (indices "
                         f"{packed.sample_offset:,}..{packed.sample_offset + packed.kept - 1:,}) "
                         f"but its range holds {stored:,} rows; it was rolled back")
                 if packed.captures is not None:
-                    stored = cur.execute(
-                        "SELECT count(*) FROM heimdall.iq_captures WHERE dataset_id = %s AND "
-                        "sample_index >= %s AND sample_index < %s",
-                        (stop.dataset_id, packed.sample_offset,
-                         packed.sample_offset + packed.kept)).fetchone()[0]
+                    stored = rows_in_range(cur, "iq_captures", stop.dataset_id, packed)
                     if stored != packed.capture_rows:
                         raise BatchCountMismatch(
                             f"batch {packed.number} copied {packed.capture_rows:,} IQ captures "

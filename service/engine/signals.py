@@ -101,26 +101,59 @@ def generation(conn, dataset: dict, job_id) -> Generation:
     return made
 
 
+#: Accepted attempts further apart than this are run in separate kernel calls: regenerating a
+#: shuffled batch must not evaluate every attempt between its first and its last.
+ATTEMPT_GAP = 256
+
+
 def synthesize_attempts(made: Generation, attempts, threads: int | None = None):
     """Served IQ of accepted attempts (increasing) of one generation: (complex64 (samples,
-    receiver slots, capture), receivers per sample). Runs the attempts from the first to the
-    last (rejected ones between them are cheap) and synthesizes the wanted ones."""
+    receiver slots, capture), receivers per sample). Runs of close attempts go through the
+    kernel together (the rejected ones between them are cheap); then the wanted ones are
+    synthesized at once."""
     from heimdall_synth.kernel import iq
-    from heimdall_synth.kernel.batch import run_attempts
+    from heimdall_synth.kernel.batch import AttemptBatch, run_attempts
 
     cfg = made.config
     attempts = np.asarray(attempts, np.int64)
-    first = int(attempts[0])
-    batch = run_attempts(cfg, made.seed, first, int(attempts[-1]) - first + 1, threads=threads,
-                         terrain=made.terrain)
-    rows = attempts - first
-    if not batch.valid[rows].all():
-        raise ValueError(f"attempts {attempts[~batch.valid[rows]].tolist()} are not accepted "
-                         "by this configuration and seed: the sample rows do not match them")
+    cuts = np.flatnonzero(np.diff(attempts) > ATTEMPT_GAP) + 1
+    parts = []
+    for run in np.split(attempts, cuts):
+        batch = run_attempts(cfg, made.seed, int(run[0]), int(run[-1] - run[0]) + 1,
+                             threads=threads, terrain=made.terrain)
+        rows = run - run[0]
+        if not batch.valid[rows].all():
+            raise ValueError(f"attempts {run[~batch.valid[rows]].tolist()} are not accepted "
+                             "by this configuration and seed: the sample rows do not match them")
+        parts.append(batch.take(rows))
+    batch = AttemptBatch(**{k: np.concatenate([getattr(p, k) for p in parts])
+                            for k in AttemptBatch.ARRAYS})
+    rows = np.arange(len(attempts))
     x = iq.synthesize(batch, rows, made.seed, cfg.num_chunks, cfg.iq_sample_rate_hz,
                       cfg.iq_duration_ms, cfg.bandwidth_hz, cfg.noise_floor_dbm,
                       fading=cfg.enable_fading, threads=threads)
     return served(x, cfg.iq_format), batch.n_receivers[rows].astype(np.int64)
+
+
+def rows_iq(conn, dataset: dict, rows, slots: int, threads: int | None = None) -> np.ndarray:
+    """Served IQ of sample rows (sample_index, attempt_index, job_id), in their order:
+    complex64 (len(rows), slots, capture), zeros in padding slots. Each job's samples are read
+    from their stored captures (iq_storage postgres) or synthesized again together."""
+    capture = GenerationConfig.from_dict(dataset["config"]).iq_capture
+    out = np.zeros((len(rows), slots, capture), np.complex64)
+    by_job: dict = {}
+    for n, row in enumerate(rows):
+        by_job.setdefault(row[2], []).append(n)
+    for job_id, members in by_job.items():
+        made = generation(conn, dataset, job_id)
+        if made.config.iq_storage == "postgres":
+            out[members] = stored_captures(conn, dataset["id"], [rows[n][0] for n in members],
+                                           slots, capture)
+            continue
+        order = sorted(members, key=lambda n: rows[n][1])  # attempts increasing
+        x, _ = synthesize_attempts(made, [rows[n][1] for n in order], threads=threads)
+        out[order, :x.shape[1]] = x
+    return out
 
 
 SAMPLE_COLUMNS = ("attempt_index, job_id, tx_latitude, tx_longitude, tx_altitude_m, "
@@ -152,13 +185,8 @@ def sample_signal(conn, dataset_id, sample_index: int, threads: int | None = Non
                             f"{dataset['num_samples']:,})", field="sample_index")
     (attempt, job_id, tx_lat, tx_lon, tx_alt, tx_power, frequency_hz, rx_id, rx_lat, rx_lon,
      rx_alt, distance, snr, rssi, present) = row
-    made = generation(conn, dataset, job_id)
-    cfg = made.config
-    if cfg.iq_storage == "postgres":
-        x = stored_captures(conn, dataset["id"], [sample_index], len(rx_id), cfg.iq_capture)[0]
-    else:
-        x, _ = synthesize_attempts(made, [attempt], threads=threads)
-        x = x[0, :len(rx_id)]
+    cfg = generation(conn, dataset, job_id).config
+    x = rows_iq(conn, dataset, [(sample_index, attempt, job_id)], len(rx_id), threads)[0]
     names = ([r["name"] for r in cfg.receivers] if not cfg.use_random_receivers else None)
     receivers = [{"rx_id": int(i), "name": names[i] if names else f"random receiver {i}",
                   "lat": float(la), "lon": float(lo), "alt_m": float(al),
@@ -195,8 +223,7 @@ def sample_blocks(conn, dataset: dict, block: int = 16, threads: int | None = No
     """Every sample of an iq_raw dataset in order (its ``num_samples``), ``block`` at a time:
     yields (first sample index, IQ (k, slots, capture) complex64, receivers per sample).
     ``slots`` defaults to the dataset configuration's receiver count. Memory holds one block."""
-    cfg = GenerationConfig.from_dict(dataset["config"])
-    slots, capture = slots or cfg.max_receivers, cfg.iq_capture
+    slots = slots or GenerationConfig.from_dict(dataset["config"]).max_receivers
     total = int(dataset["num_samples"])
     for first in range(0, total, block):
         with conn.transaction():
@@ -205,19 +232,5 @@ def sample_blocks(conn, dataset: dict, block: int = 16, threads: int | None = No
                 "heimdall.measurement_features WHERE dataset_id = %s AND sample_index >= %s "
                 "AND sample_index < %s ORDER BY sample_index",
                 (dataset["id"], first, first + block)).fetchall()
-        out = np.zeros((len(rows), slots, capture), np.complex64)
         n_rx = np.array([r[3] for r in rows], np.int64)
-        k = 0
-        while k < len(rows):  # runs of samples of one job: one synthesis each
-            end = k
-            while end < len(rows) and rows[end][2] == rows[k][2]:
-                end += 1
-            made = generation(conn, dataset, rows[k][2])
-            if made.config.iq_storage == "postgres":
-                out[k:end] = stored_captures(conn, dataset["id"], [r[0] for r in rows[k:end]],
-                                             slots, capture)
-            else:
-                x, _ = synthesize_attempts(made, [r[1] for r in rows[k:end]], threads=threads)
-                out[k:end, :x.shape[1]] = x
-            k = end
-        yield first, out, n_rx
+        yield first, rows_iq(conn, dataset, rows, slots, threads), n_rx

@@ -1,8 +1,6 @@
-"""IQ as files (docs/SIGNALS.md): the stored sample
-formats and the two single-sample files a reader gets.
+"""IQ as files (docs/SIGNALS.md): the single-sample files a reader gets, and the Zarr store
+of many (the stored formats are ``service.storage.capture_rows``).
 
-* ``encode_iq`` / ``decode_iq``: one capture in the ``iq_format`` of stored and served IQ
-  (``service.storage.capture_rows`` defines cf32 and ci16).
 * ``npy_bytes``: a NumPy ``.npy`` file of (receivers, samples) complex64.
 * ``sigmf_archive``: a SigMF recording (a tar of ``<name>.sigmf-data`` and ``<name>.sigmf-meta``):
   the receivers as interleaved channels of ``cf32_le`` samples, the sample rate and carrier
@@ -20,21 +18,6 @@ import json
 import tarfile
 
 import numpy as np
-
-from heimdall_synth.service.storage.capture_rows import (CI16_FULL_SCALE, IQ_FORMATS,  # noqa: F401
-                                                         decode_capture, encode_captures)
-
-
-
-def encode_iq(x: np.ndarray, fmt: str) -> tuple[bytes, float]:
-    """(bytes, scale) of one receiver's capture x (complex) in ``fmt``; scale is 1.0 for cf32."""
-    data, scale = encode_captures(np.asarray(x)[None, :], fmt)
-    return data[0].tobytes(), float(scale[0])
-
-
-def decode_iq(data: bytes, fmt: str, scale: float) -> np.ndarray:
-    """complex64 samples of ``encode_iq``'s bytes."""
-    return decode_capture(data, fmt, scale)
 
 
 def npy_bytes(x: np.ndarray) -> bytes:

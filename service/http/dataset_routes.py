@@ -21,12 +21,11 @@ MAX_PAGE = 1000
 # The page's sample indices come from the table (index scan, LIMIT/OFFSET), then only those rows
 # go through the JSON view, so the view's per-receiver JSON is built for the page alone.
 SAMPLES_SQL = (
-    "SELECT v.*, {split_name} AS split FROM heimdall.measurement_features_json v "
-    "JOIN heimdall.measurement_features s USING (dataset_id, sample_index) "
-    "WHERE v.dataset_id = %(id)s AND "
-    "v.sample_index IN (SELECT f.sample_index FROM heimdall.measurement_features f WHERE "
-    "f.dataset_id = %(id)s AND f.split = coalesce(%(split)s, f.split) ORDER BY f.sample_index "
-    "LIMIT %(limit)s OFFSET %(offset)s) ORDER BY v.sample_index").format(
+    "SELECT v.*, {split_name} AS split FROM (SELECT f.sample_index, f.split FROM "
+    "heimdall.measurement_features f WHERE f.dataset_id = %(id)s AND "
+    "f.split = coalesce(%(split)s, f.split) ORDER BY f.sample_index LIMIT %(limit)s "
+    "OFFSET %(offset)s) s JOIN heimdall.measurement_features_json v ON v.dataset_id = %(id)s "
+    "AND v.sample_index = s.sample_index ORDER BY v.sample_index").format(
         split_name="(ARRAY[" + ", ".join(f"'{name}'" for name in SPLITS) + "])[s.split + 1]")
 SPLIT_COUNT_SQL = ("SELECT count(*) FROM heimdall.measurement_features WHERE dataset_id = %s "
                    "AND split = %s")

@@ -19,7 +19,7 @@ from heimdall_synth.service.http.common import API_PREFIX, get_db, parse_uuid, q
 
 bp = Blueprint("signals", __name__, url_prefix=API_PREFIX)
 
-IQ_FORMATS = {"npy": "application/octet-stream", "sigmf": "application/x-tar"}
+FILE_FORMATS = {"npy": "application/octet-stream", "sigmf": "application/x-tar"}
 #: A read synthesizes one sample on one thread: requests never compete with a job's cores.
 READ_THREADS = 1
 
@@ -31,8 +31,8 @@ def sample_iq(dataset_id, sample_index):
 
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     fmt = query_args(("format",)).get("format", "npy")
-    if fmt not in IQ_FORMATS:
-        raise ConfigError("format", f"must be one of {list(IQ_FORMATS)}, got {fmt!r}")
+    if fmt not in FILE_FORMATS:
+        raise ConfigError("format", f"must be one of {list(FILE_FORMATS)}, got {fmt!r}")
     signal = sample_signal(get_db(), dataset_id, sample_index, threads=READ_THREADS)
     name = f"{dataset_id}-{sample_index}"
     if fmt == "npy":
@@ -47,7 +47,7 @@ def sample_iq(dataset_id, sample_index):
         body = sigmf_archive(name, signal.iq, signal.sample_rate_hz, signal.frequency_hz,
                              receivers, signal.transmitter, description)
         filename = f"{name}.sigmf"
-    return Response(body, mimetype=IQ_FORMATS[fmt], headers={
+    return Response(body, mimetype=FILE_FORMATS[fmt], headers={
         "Content-Disposition": f'attachment; filename="{filename}"',
         "X-Sample-Rate-Hz": repr(float(signal.sample_rate_hz)),
         "X-Frequency-Hz": repr(float(signal.frequency_hz)),

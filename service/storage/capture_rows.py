@@ -19,13 +19,12 @@ import uuid
 
 import numpy as np
 
+from heimdall_synth.kernel.defaults import IQ_BYTES_PER_VALUE, IQ_FORMATS
 from heimdall_synth.service.storage.copy_rows import SIGNATURE, TRAILER
 
-IQ_FORMATS = ("ci16", "cf32")
 CI16_FULL_SCALE = 32767
 IQ_CAPTURES_SQL = ("COPY heimdall.iq_captures (dataset_id, sample_index, receiver, format, "
                    "scale, iq) FROM STDIN (FORMAT BINARY)")
-BYTES_PER_VALUE = {"cf32": 8, "ci16": 4}
 
 
 def _check_format(fmt: str) -> None:
@@ -76,7 +75,7 @@ def pack_capture_rows(x: np.ndarray, n_receivers, dataset_id: uuid.UUID,
     n_receivers = np.asarray(n_receivers, np.int64)
     present = np.arange(slots)[None, :] < n_receivers[:, None]
     data, scales = encode_captures(x, fmt)
-    width = capture * BYTES_PER_VALUE[fmt]
+    width = capture * IQ_BYTES_PER_VALUE[fmt]
     dtype = np.dtype([
         ("nfields", ">i2"),
         ("dataset_len", ">i4"), ("dataset_id", "u1", (16,)),

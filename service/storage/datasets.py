@@ -143,10 +143,10 @@ def validate_captures(conn, dataset_id) -> dict:
     postgres): as many as their receivers, each of a receiver of its sample and of a whole
     capture's length in bytes. (The foreign key already rules out captures without a sample.)"""
     from heimdall_synth.kernel.config import GenerationConfig
+    from heimdall_synth.kernel.defaults import IQ_BYTES_PER_VALUE
     ds = get_dataset(conn, dataset_id, with_count=False)
     cfg = GenerationConfig.from_dict(ds["config"])
-    per_value = {"cf32": 8, "ci16": 4}[cfg.iq_format]
-    args = {"id": str(ds["id"]), "length": per_value * cfg.iq_capture}
+    args = {"id": str(ds["id"]), "length": IQ_BYTES_PER_VALUE[cfg.iq_format] * cfg.iq_capture}
     with conn.transaction():   # one snapshot for both counts
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         expected = conn.execute(EXPECTED_CAPTURES_SQL, args).fetchone()[0]

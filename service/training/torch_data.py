@@ -141,21 +141,5 @@ class SampleDataset:
 
     def _iq(self, conn, rows) -> np.ndarray:
         """Served IQ of ``rows`` (in their order): (len, slots, capture) complex64."""
-        from heimdall_synth.service.engine.signals import (generation, stored_captures,
-                                                           synthesize_attempts)
-        out = np.zeros((len(rows), self.slots, self.config.iq_capture), np.complex64)
-        groups: dict = {}
-        for n, row in enumerate(rows):
-            groups.setdefault(row[2], []).append(n)
-        for job_id, members in groups.items():
-            made = generation(conn, self.dataset, job_id)
-            if made.config.iq_storage == "postgres":
-                out[members] = stored_captures(conn, self.dataset["id"],
-                                               [rows[n][0] for n in members], self.slots,
-                                               self.config.iq_capture)
-                continue
-            order = sorted(members, key=lambda n: rows[n][1])  # attempts increasing
-            x, _ = synthesize_attempts(made, [rows[n][1] for n in order], threads=1)
-            for k, n in enumerate(order):
-                out[n, :x.shape[1]] = x[k]
-        return out
+        from heimdall_synth.service.engine.signals import rows_iq
+        return rows_iq(conn, self.dataset, [r[:3] for r in rows], self.slots, threads=1)
