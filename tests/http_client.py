@@ -47,7 +47,7 @@ class Client:
 
     def request(self, method: str, path: str, body=None, *, raw: bytes | None = None,
                 content_type: str | None = "application/json", headers=None,
-                token: str | None = None, timeout: float = 30) -> Reply:
+                token: str | None = None, timeout: float = 30, as_is: bool = False) -> Reply:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         h = dict(headers or {})
         if data is not None and content_type:
@@ -57,7 +57,7 @@ class Client:
             h.setdefault("Authorization", f"Bearer {token}")
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
-            conn.request(method, self._path(path), body=data, headers=h)
+            conn.request(method, path if as_is else self._path(path), body=data, headers=h)
             resp = conn.getresponse()
             return Reply(resp.status, resp.headers, resp.read())
         finally:
@@ -65,6 +65,10 @@ class Client:
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
+
+    def page(self, path) -> Reply:
+        """GET a path outside the API (an HTML page) as it is."""
+        return self.request("GET", path, as_is=True)
 
     def post(self, path, body=None, **kw):
         return self.request("POST", path, body, **kw)

@@ -43,7 +43,7 @@ def test_upgrade_is_idempotent(db_url):
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'heimdall' "
             "ORDER BY table_name").fetchall()
         assert [t for (t,) in tables] == [
-            "generation_jobs", "iq_captures", "measurement_features",
+            "baseline_runs", "generation_jobs", "iq_captures", "measurement_features",
             "measurement_features_json",
             "schema_migrations", "synthetic_datasets", "terrains"]
 

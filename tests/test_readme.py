@@ -100,8 +100,11 @@ def test_every_readme_command_runs_as_written(user_folder):
     assert "stopped_reason: stalled" in out and "lower min_receivers" in out
     assert "cancel recorded for job" in out
     assert sorted(p.name for p in (work / "demo-report").iterdir()) == sorted(
-        ["map.png", "snr.png", "gdop.png", "crb.png", "detected.png", "distance_power.png",
-         "rejections.png"])
+        ["map.png", "splits.png", "snr.png", "gdop.png", "crb.png", "detected.png",
+         "distance_power.png", "rejections.png",
+         "baseline_errors.png", "baseline_error_map.png"])  # the README's baseline run's
+    assert (work / "demo-baseline.png").stat().st_size > 0
+    assert "median error:" in out and "centre's median:" in out
     assert (work / "demo.parquet").stat().st_size > 0
 
 

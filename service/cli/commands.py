@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from heimdall_synth.kernel.config import ConfigError, check_split
-from heimdall_synth.service.cli.options import positive_int, request_dict
+from heimdall_synth.service.cli.options import positive_int, request_dict, seed_value
 from heimdall_synth.service.cli.output import (Progress, emit_json, fail, print_fields,
                                                print_jobs, print_summary, table, when)
 from heimdall_synth.service.engine.request import GenerateRequest
@@ -213,6 +213,62 @@ def cmd_report(args) -> int:
     else:
         print("\n".join(str(p) for p in paths))
     return 0
+
+
+def cmd_baseline(args) -> int:
+    """Train and score the baseline localizer (stored with the dataset) and write its error
+    picture; with --runs, list the dataset's stored runs instead."""
+    from heimdall_synth.service.storage.baselines import list_runs
+    seed = seed_value(args.seed)
+    with _database(args) as (url, conn):
+        dataset = find_dataset(conn, args.dataset)
+        if args.runs:
+            runs = list_runs(conn, dataset["id"])
+            if args.json:
+                emit_json({"dataset_id": dataset["id"], "name": dataset["name"], "runs": runs})
+            else:
+                table(["RUN", "CREATED", "SEED", "SAMPLES", "TEST", "MEDIAN_KM", "P90_KM",
+                       "CENTRE_MEDIAN_KM", "MEDIAN_CRB_KM", "TRAIN_S"],
+                      [[r["id"], when(r["created_at"]), r["seed"], f"{r['dataset_samples']:,}",
+                        f"{r['test_samples']:,}", _km(r["median_error_m"]),
+                        _km(r["p90_error_m"]), _km(r["centre_median_error_m"]),
+                        _km(r["median_crb_m"]), f"{r['train_seconds']:.1f}"] for r in runs])
+            return 0
+        from heimdall_synth.service.report.render import baseline_figures, write_png
+        from heimdall_synth.service.training.baseline import run_baseline
+        plot = Path(args.plot or f"{dataset['name']}-baseline.png")
+        if plot.is_dir():
+            raise ConfigError("plot", f"{plot} is a folder; give a file name")
+        run = run_baseline(url, str(dataset["id"]), seed=seed)
+        try:
+            write_png(plot, baseline_figures(conn, dataset["id"], run["id"],
+                                             ("baseline_errors",))["baseline_errors"])
+        except OSError as exc:
+            raise ConfigError("plot", f"cannot write {plot}: {exc.strerror or exc}") from None
+    summary = {k: v for k, v in run.items() if k not in ("test_sample_index", "test_error_m")}
+    summary["plot"] = str(plot)
+    if args.json:
+        emit_json(summary)
+        return 0
+    print_fields({
+        "run": run["id"], "dataset": f"{dataset['name']} ({dataset['id']})",
+        "method": run["method"], "seed": run["seed"],
+        "samples": f"{run['dataset_samples']:,} (train {run['train_samples']:,}, "
+                   f"test {run['test_samples']:,})",
+        "median error": f"{_km(run['median_error_m'])} km",
+        "p90 error": f"{_km(run['p90_error_m'])} km",
+        "centre's median": f"{_km(run['centre_median_error_m'])} km (predicting the train "
+                           "split's mean position)",
+        "centre's p90": f"{_km(run['centre_p90_error_m'])} km",
+        "median CRB": f"{_km(run['median_crb_m'])} km (of the test samples)",
+        "median GDOP": "-" if run["median_gdop"] is None else f"{run['median_gdop']:.2f}",
+        "training": f"{run['train_seconds']:.1f} s (whole run {run['total_seconds']:.1f} s)",
+        "plot": plot})
+    return 0
+
+
+def _km(metres) -> str:
+    return "-" if metres is None else f"{metres / 1000:,.2f}"
 
 
 def cmd_export(args) -> int:

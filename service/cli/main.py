@@ -16,7 +16,7 @@ import signal
 import sys
 
 from heimdall_synth.kernel.config import ConfigError
-from heimdall_synth.service.cli.commands import (cmd_cancel, cmd_datasets, cmd_db_shell,
+from heimdall_synth.service.cli.commands import (cmd_baseline, cmd_cancel, cmd_datasets, cmd_db_shell,
                                                  cmd_db_upgrade, cmd_expand, cmd_export,
                                                  cmd_generate, cmd_jobs, cmd_report, cmd_resume,
                                                  cmd_serve, cmd_terrain_add, cmd_terrain_delete,
@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dataset", metavar="DATASET", help="dataset id or name")
     report.add_argument("--out", metavar="DIR", required=True, help="folder for the PNG files "
                         "(created if missing; files of the same names are replaced)")
+    base = command("baseline", cmd_baseline, "train the baseline localizer on a dataset's train "
+                   "split, score it on its test split against the Cramer-Rao bound, store the "
+                   "run with the dataset and write its error picture (the train extra)")
+    base.add_argument("dataset", metavar="DATASET", help="dataset id or name")
+    base.add_argument("--seed", default="0", help="the model's random state "
+                      "(default 0): a run is reproducible from it")
+    base.add_argument("--plot", metavar="PATH", help="the PNG of the error against GDOP and "
+                      "CRB (default: <dataset name>-baseline.png in the current folder)")
+    base.add_argument("--runs", action="store_true", help="list the dataset's stored runs "
+                      "instead of running one")
     export = command("export", cmd_export, "write a dataset to a Parquet or NPZ file for "
                      "training (streamed: memory does not grow with the dataset)")
     export.add_argument("dataset", metavar="DATASET", help="dataset id or name")

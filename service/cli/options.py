@@ -105,6 +105,14 @@ def request_dict(args) -> dict:
     return given
 
 
+def seed_value(text) -> int:
+    """A --seed option: an integer in the parameter table's range for ``seed``."""
+    from heimdall_synth.kernel.config import check_value
+    if not _INT.fullmatch(str(text).strip()):
+        raise ConfigError("seed", f"must be an integer, got {text!r}")
+    return check_value("seed", int(text))
+
+
 def positive_int(name, text) -> int:
     if not _INT.fullmatch(text.strip()) or int(text) < 1:
         raise ConfigError(name, f"must be a positive integer, got {text!r}")

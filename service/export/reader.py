@@ -44,12 +44,14 @@ class Snapshot:
     """One dataset, read from one REPEATABLE READ snapshot on a connection of its own.
 
     ``ref`` is a dataset id, or with ``by_name`` also a name. NotFoundError names ``field``.
+    ``columns`` (names, or a function of the dataset row giving them) reads only those
+    columns and sample_index (default: all).
     ``rows`` (N) and ``slots`` (R) are known on return; ``chunks()`` reads the rows. Close it
     (or use it as a context manager): it holds a transaction open.
     """
 
     def __init__(self, url: str, ref: str, field: str = "dataset", by_name: bool = True,
-                 split: str | None = None):
+                 split: str | None = None, columns=None):
         self.split_name = check_split(split)
         self.split = None if split is None else SPLITS.index(split)
         only = "" if self.split is None else f" AND split = {self.split}"
@@ -60,6 +62,14 @@ class Snapshot:
             self.dataset, self.exported_at = _find_dataset(self.conn, ref, field, by_name)
             self.dataset_id = self.dataset["id"]
             self.columns = table_columns(self.conn, self.dataset["dataset_type"])
+            if callable(columns):
+                columns = tuple(columns(self.dataset))
+            if columns is not None:  # a reader of some columns (sample_index always)
+                unknown = set(columns) - {c.name for c in self.columns}
+                if unknown:
+                    raise ValueError(f"no column {sorted(unknown)[0]!r} to read")
+                self.columns = [c for c in self.columns
+                                if c.name in columns or c.name == "sample_index"]
             receivers = sql.Identifier(next(c.name for c in self.columns if c.per_receiver))
             self.rows, fewest, most = self.conn.execute(sql.SQL(
                 "SELECT count(*), min(cardinality({0})), max(cardinality({0})) "

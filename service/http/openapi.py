@@ -218,6 +218,7 @@ def _paths() -> dict:
                 "schema": {"type": "string", "enum": list(PLOTS)}}],
             description="The HTML page GET /datasets/{dataset_id}/report (not part of this "
                         "API) shows every plot with the dataset's metadata.")},
+        **_baseline_paths(ds_id),
         f"{API}/datasets/{{dataset_id}}/relief.png": {"get": _op(
             "The dataset's terrain as shaded relief (a PNG image over a lat/lon extent)", {
                 "200": {"description": "the relief, north up, covering exactly the extent asked "
@@ -239,6 +240,33 @@ def _paths() -> dict:
             description="Shaded with light from the north-west (azimuth 315 degrees), 45 "
                         "degrees above the horizon; the dashboard draws it under its map. "
                         "Only for a dataset whose configuration names a terrain.")},
+    }
+
+
+def _baseline_paths(ds_id: dict) -> dict:
+    """The baseline localizer's stored runs, and pictures of one."""
+    from heimdall_synth.service.report.baseline_plots import BASELINE_PLOTS
+    return {
+        f"{API}/datasets/{{dataset_id}}/baselines": {"get": _op(
+            "The dataset's baseline localizer runs, newest first (heimdall-synth baseline)", {
+                "200": json_response(ref("BaselineRuns"), "the runs (at most 100)"),
+                "404": _404, "422": _422},
+            tag="datasets", op_id="listBaselineRuns", params=[ds_id])},
+        f"{API}/datasets/{{dataset_id}}/baselines/{{run_id}}/{{plot}}.png": {"get": _op(
+            "A picture of a baseline run: its error against GDOP and CRB, or its error map", {
+                "200": {"description": "the picture",
+                        "content": {"image/png": {"schema": {
+                            "type": "string", "contentMediaType": "image/png"}}}},
+                "404": error_response("no such dataset (dataset_id), run of it (run_id) or "
+                                      "picture (plot)"),
+                "422": _422},
+            tag="datasets", op_id="baselinePlot", params=[ds_id, {
+                "name": "run_id", "in": "path", "required": True,
+                "description": "the run's id", "schema": {"type": "string", "format": "uuid"}}, {
+                "name": "plot", "in": "path", "required": True,
+                "description": "which picture: " + "; ".join(
+                    f"{k}: {v}" for k, v in BASELINE_PLOTS.items()),
+                "schema": {"type": "string", "enum": list(BASELINE_PLOTS)}}])},
     }
 
 

@@ -338,6 +338,11 @@ def component_schemas() -> dict:
             "iq_captures_agree": {"type": "boolean", "description": "iq_raw only: the three "
                                   "counts are equal"},
             "ok": {"type": "boolean"}}},
+        "BaselineRun": baseline_run_schema(),
+        "BaselineRuns": {"type": "object", "properties": {
+            "dataset_id": {"type": "string", "format": "uuid"},
+            "runs": {"type": "array", "items": ref("BaselineRun")},
+            "count": {"type": "integer"}}},
         "Terrain": terrain_schema(),
         "TerrainList": {"type": "object", "properties": {
             "terrains": {"type": "array", "items": ref("Terrain")}}},
@@ -348,6 +353,32 @@ def component_schemas() -> dict:
             "version": {"type": "string"}, "schema_version": NULL_INT,
             "active_jobs": {"type": "integer"}, "message": {"type": "string"}}},
     })
+
+
+def baseline_run_schema() -> dict:
+    """A stored run of the baseline localizer (docs/TRAINING.md), without its per-sample
+    errors."""
+    metres = {"type": "number", "minimum": 0}
+    count = {"type": "integer", "minimum": 0}
+    return {"type": "object", "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "dataset_id": {"type": "string", "format": "uuid"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "method": {"type": "string", "description": "the model and its settings, in words"},
+        "params": {"type": "object", "description": "the model's settings and inputs"},
+        "seed": count, "model_version": {"type": "integer"},
+        "dataset_samples": {**count, "description": "the dataset's samples when it ran"},
+        "train_samples": count, "test_samples": count,
+        "median_error_m": {**metres, "description": "median localization error on the test "
+                           "split"},
+        "p90_error_m": {**metres, "description": "its 90th percentile"},
+        "centre_median_error_m": {**metres, "description": "median error of predicting the "
+                                  "train split's mean position"},
+        "centre_p90_error_m": metres,
+        "median_crb_m": {"type": ["number", "null"], "description": "median RSS Cramer-Rao "
+                         "bound of the test samples (finite ones)"},
+        "median_gdop": NULL_NUM,
+        "train_seconds": metres, "total_seconds": metres}}
 
 
 def terrain_schema() -> dict:

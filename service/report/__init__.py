@@ -17,6 +17,7 @@ from __future__ import annotations
 #: The plots, in report order: name (the file and URL stem) -> what it shows.
 PLOTS = {
     "map": "Transmitter positions and receivers",
+    "splits": "Train, validation and test cells",
     "snr": "Mean SNR of the detecting receivers",
     "gdop": "GDOP",
     "crb": "RSS Cramer-Rao bound",

@@ -81,8 +81,6 @@ def sample_text(sample) -> str:
 def map_figure(data):
     """Transmitters (a sample), the receivers by name, and the boxes transmitters are drawn in;
     the dataset's terrain as shaded relief under them when it has one (named in the subtitle)."""
-    from matplotlib.patches import Rectangle
-
     shown = len(data.tx_lat)
     subtitle = f"{sample_text(data.sample)} shown" if shown else "no samples"
     terrain = data.terrain
@@ -94,6 +92,17 @@ def map_figure(data):
                    label=f"transmitters ({shown:,})", zorder=2)
     else:
         note(ax, "No samples in this dataset", size=11)
+    draw_map_frame(fig, ax, data, with_relief=True)
+    return fig
+
+
+def draw_map_frame(fig, ax, data, with_relief: bool, legend: bool = True) -> None:
+    """What every map of the report shares (``data``: a ``queries.MapData``): the boxes
+    transmitters are drawn in, the receivers (by name) or the random receivers' positions,
+    the extent, the aspect of degrees at the map's latitude, the axis labels and the legend;
+    with ``with_relief`` the dataset's terrain as shaded relief under everything."""
+    from matplotlib.patches import Rectangle
+
     random = not data.receivers
     inner_label = ("area of the random receivers" if random else
                    f"receivers' bounding box ({data.inside_ratio:.0%} of transmitters inside)")
@@ -113,7 +122,8 @@ def map_figure(data):
                    s=90, marker="^", color=RX_COLOR, edgecolors="black", linewidths=0.8,
                    zorder=5, label=f"receivers ({len(data.receivers)})")
     west, east, south, north = relief.map_extent(data.outer_box)
-    if terrain is not None and terrain.grid is not None:
+    terrain = data.terrain
+    if with_relief and terrain is not None and terrain.grid is not None:
         # the terrain as shaded relief under everything else, over exactly the map's extent
         relief.draw(ax, relief.shade(terrain.grid, (west, east, south, north)))
     ax.set_xlim(west, east)
@@ -122,9 +132,51 @@ def map_figure(data):
     ax.set_aspect(1.0 / math.cos(math.radians((lat0 + lat1) / 2.0)), adjustable="box")
     ax.set_xlabel("longitude (deg E)")
     ax.set_ylabel("latitude (deg N)")
-    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    if legend:
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     if not random:
         _label_receivers(fig, ax, data.receivers)
+
+
+#: train, validation, test
+SPLIT_COLORS = ("#9ecae1", "#fdae6b", "#d62728")
+#: The split map's raster: at most this many pixels a side.
+SPLIT_RASTER = 700
+
+
+def split_map_figure(data):
+    """The map cut into its splits: the split function evaluated over the box transmitters
+    are drawn in (one pixel per cell where cells are large enough to see, else finer than a
+    pixel), with each split's share of the dataset's samples."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
+
+    from heimdall_synth.kernel.defaults import SPLITS
+    from heimdall_synth.kernel.splits import METRES_PER_DEGREE, split_of
+
+    total = sum(data.counts)
+    fig, ax = new_figure(PLOTS["splits"], f"cells of {data.cell_m:,.0f} m; "
+                         + (f"{total:,} samples" if total else "no samples"))
+    # over the box transmitters are drawn in (no sample lies outside it); one pixel per cell
+    # where that fits in SPLIT_RASTER, a cell's size in degrees taken at the middle latitude
+    south, north, west, east = data.map.outer_box
+    cos_mid = math.cos(math.radians((south + north) / 2.0))
+    rows = int(min(SPLIT_RASTER, max(2, (north - south) * METRES_PER_DEGREE / data.cell_m)))
+    cols = int(min(SPLIT_RASTER, max(2, (east - west) * METRES_PER_DEGREE * cos_mid
+                                     / data.cell_m)))
+    lat = south + (np.arange(rows) + 0.5) * (north - south) / rows
+    lon = west + (np.arange(cols) + 0.5) * (east - west) / cols
+    codes = split_of(lat[:, None], lon[None, :], data.cell_m, data.train, data.validation)
+    ax.imshow(codes, origin="lower", extent=(west, east, south, north), interpolation="nearest",
+              cmap=ListedColormap(SPLIT_COLORS), vmin=-0.5, vmax=2.5, alpha=0.85, zorder=1)
+    for name, color, n in zip(SPLITS, SPLIT_COLORS, data.counts):
+        share = f"{n / total:.1%}" if total else "-"
+        # an empty patch: the split's entry in the legend
+        ax.add_patch(Rectangle((west, south), 0, 0, color=color,
+                               label=f"{name}: {n:,} samples ({share})"))
+    if not total:
+        note(ax, "No samples in this dataset", y=0.9, size=11)
+    draw_map_frame(fig, ax, data.map, with_relief=False)
     return fig
 
 

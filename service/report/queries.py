@@ -277,6 +277,31 @@ def map_data(conn, dataset: dict, limit: int = SAMPLE_LIMIT,
 
 
 @dataclass(frozen=True)
+class SplitMapData:
+    """The split of the map (a pure function of position and the three split fields) and how
+    many samples each split holds."""
+
+    map: MapData
+    counts: tuple                 # samples in train, validation, test
+    cell_m: float
+    train: float
+    validation: float
+
+
+def split_map_data(conn, dataset: dict) -> SplitMapData:
+    from heimdall_synth.kernel.defaults import SPLITS
+    cfg = dataset["config"]
+    with snapshot(conn):
+        mapped = map_data(conn, dataset)
+        counts = dict(conn.execute(f"SELECT split, count(*) FROM {FEATURES} WHERE "
+                                   "dataset_id = %s GROUP BY split",
+                                   (str(dataset["id"]),)).fetchall())
+    return SplitMapData(mapped, tuple(int(counts.get(k, 0)) for k in range(len(SPLITS))),
+                        float(cfg["split_cell_m"]), float(cfg["split_train"]),
+                        float(cfg["split_validation"]))
+
+
+@dataclass(frozen=True)
 class LinkPowerGrid:
     """Links that detected the signal, binned by distance (log10 bins) and received power."""
 

@@ -33,6 +33,8 @@ def figures(conn, dataset_id, names=PLOT_NAMES) -> dict:
         for name in names:
             if name == "map":
                 data[name] = queries.map_data(conn, dataset)
+            elif name == "splits":
+                data[name] = queries.split_map_data(conn, dataset)
             elif name == "distance_power":
                 data[name] = queries.link_power_grid(conn, dataset)
             elif name == "rejections":
@@ -48,6 +50,8 @@ def figures(conn, dataset_id, names=PLOT_NAMES) -> dict:
 def _draw(name: str, data):
     if name == "map":
         return plots.map_figure(data)
+    if name == "splits":
+        return plots.split_map_figure(data)
     if name == "distance_power":
         return plots.distance_power_figure(data)
     if name == "rejections":
@@ -70,7 +74,7 @@ def render_png(conn, dataset_id, plot: str) -> bytes:
     with queries.snapshot(conn):
         dataset_uuid = uuid_of(dataset_id, "dataset_id")
         key = (plot, *queries.data_version(conn, dataset_uuid))
-        if plot == "map":  # its relief: the terrain the dataset names, as registered now
+        if plot in ("map", "splits"):  # its relief: the terrain the dataset names, as registered now
             key += queries.terrain_version(conn, dataset_uuid)
         png = PNG_CACHE.get(key)
         if png is None:
@@ -82,18 +86,58 @@ def render_png(conn, dataset_id, plot: str) -> bytes:
     return png
 
 
-def write_report(conn, dataset_id, out_dir) -> list[Path]:
-    """Every plot of a dataset as ``out_dir/<plot>.png`` (the folder is created; files of the
-    same names are replaced). Returns the paths written, in report order."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, fig in figures(conn, dataset_id).items():
-        path = out_dir / f"{name}.png"
+def baseline_figures(conn, dataset_id, run_id=None, names=None) -> dict:
+    """{name: Figure} of a dataset's baseline run (the newest when ``run_id`` is None);
+    NotFoundError naming ``run_id`` when it has none."""
+    from heimdall_synth.service.report.baseline_plots import (BASELINE_PLOTS, baseline_points,
+                                                              figures as draw)
+    from heimdall_synth.service.storage.baselines import get_run
+    from heimdall_synth.service.storage.datasets import get_dataset
+
+    with queries.snapshot(conn):
+        dataset = get_dataset(conn, dataset_id, with_count=False)
+        points = baseline_points(conn, dataset, get_run(conn, dataset["id"], run_id))
+    with _RENDER_LOCK:
+        return draw(points, names or tuple(BASELINE_PLOTS))
+
+
+def render_baseline_png(conn, dataset_id, run_id, plot: str) -> bytes:
+    """One picture of a baseline run as PNG bytes (a run never changes: cached by its id once
+    the run is found in the dataset)."""
+    from heimdall_synth.service.storage.baselines import check_run
+    check_run(conn, dataset_id, run_id)
+    key = ("baseline", str(run_id), plot)
+    png = PNG_CACHE.get(key)
+    if png is None:
+        fig = baseline_figures(conn, dataset_id, run_id, (plot,))[plot]
         with _RENDER_LOCK:
             png = plots.to_png(fig)
-        partial = path.with_name(f".{path.name}.partial")  # no half-written PNG under the name
-        partial.write_bytes(png)
-        partial.replace(path)
-        written.append(path)
+        PNG_CACHE.put(key, png)
+    return png
+
+
+def write_png(path: Path, fig) -> Path:
+    """A figure as a PNG file, never half-written under its name."""
+    with _RENDER_LOCK:
+        png = plots.to_png(fig)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(png)
+    partial.replace(path)
+    return path
+
+
+def write_report(conn, dataset_id, out_dir) -> list[Path]:
+    """Every plot of a dataset as ``out_dir/<plot>.png`` (the folder is created; files of the
+    same names are replaced), and the pictures of its newest baseline run when it has one.
+    Returns the paths written, in report order."""
+    from heimdall_synth.service.storage.baselines import list_runs
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [write_png(out_dir / f"{name}.png", fig)
+               for name, fig in figures(conn, dataset_id).items()]
+    runs = list_runs(conn, dataset_id, limit=1)
+    if runs:
+        written += [write_png(out_dir / f"{name}.png", fig)
+                    for name, fig in baseline_figures(conn, dataset_id, runs[0]["id"]).items()]
     return written

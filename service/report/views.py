@@ -7,8 +7,13 @@
   a picture of an iq_raw sample's signal (``signal_plots``); 404 naming ``plot``,
   ``dataset_id`` or ``sample_index``; 409 naming ``dataset_type`` (``NotIQError``) for a
   dataset of another type; 422 as above.
+* ``GET /api/training/synthetic/datasets/<dataset_id>/baselines``: the dataset's baseline runs
+  (``heimdall-synth baseline``), newest first, without their per-sample errors; 404 naming
+  ``dataset_id``.
+* ``GET /api/training/synthetic/datasets/<dataset_id>/baselines/<run_id>/<plot>.png``: a
+  picture of one run (``baseline_plots``); 404 naming ``plot``, ``dataset_id`` or ``run_id``.
 * ``GET /datasets/<dataset_id>/report``: the dataset's metadata, counts, quality aggregates,
-  jobs and the plots (served by the routes above; an iq_raw dataset's page also shows the
+  jobs, baseline runs and the plots (served by the routes above; an iq_raw dataset's page also shows the
   signal of its first sample). Not part of the API; errors are still the one JSON error body
   of ``http.app``.
 """
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from flask import Blueprint, Response, render_template, url_for
+from flask import Blueprint, Response, jsonify, render_template, url_for
 
 from heimdall_synth.service.engine.request import NotFoundError
 
@@ -25,6 +30,7 @@ from heimdall_synth.service.http.common import API_PREFIX, get_db, parse_uuid, q
 from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.report import PLOT_NAMES, PLOTS
 from heimdall_synth.service.report.signal_plots import SIGNAL_PLOTS, SIGNAL_TITLES
+from heimdall_synth.service.http.serialize import jsonable
 
 bp = Blueprint("report", __name__, template_folder="templates")
 
@@ -49,6 +55,8 @@ IQ_CONFIG_ROWS = ("bandwidth_hz", "iq_sample_rate_hz", "iq_duration_ms", "iq_sto
                   "iq_format")
 #: The sample whose signal an iq_raw dataset's page shows.
 SIGNAL_SAMPLE = 0
+#: Baseline runs listed on the page (and by the API).
+RUNS_SHOWN = 100
 
 
 @bp.get(f"{API_PREFIX}/datasets/<dataset_id>/report/<plot>.png")
@@ -79,17 +87,47 @@ def signal_png(dataset_id, sample_index, plot):
     return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
 
 
+@bp.get(f"{API_PREFIX}/datasets/<dataset_id>/baselines")
+def baseline_runs(dataset_id):
+    """The dataset's baseline runs, newest first."""
+    from heimdall_synth.service.storage.baselines import list_runs
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    query_args(())
+    conn = get_db()
+    datasets.get_dataset(conn, dataset_id, with_count=False)  # 404 naming dataset_id
+    runs = list_runs(conn, dataset_id, limit=RUNS_SHOWN)
+    return jsonify({"dataset_id": dataset_id, "runs": jsonable(runs), "count": len(runs)})
+
+
+@bp.get(f"{API_PREFIX}/datasets/<dataset_id>/baselines/<run_id>/<plot>.png")
+def baseline_png(dataset_id, run_id, plot):
+    """A picture of one baseline run as a PNG image."""
+    from heimdall_synth.service.report.baseline_plots import BASELINE_PLOTS
+    dataset_id = parse_uuid(dataset_id, "dataset_id")
+    run_id = parse_uuid(run_id, "run_id")
+    query_args(())
+    if plot not in BASELINE_PLOTS:
+        raise NotFoundError(f"no picture {plot!r}; they are {', '.join(BASELINE_PLOTS)}",
+                            field="plot")
+    from heimdall_synth.service.report.render import render_baseline_png
+    png = render_baseline_png(get_db(), dataset_id, run_id, plot)
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+
+
 @bp.get("/datasets/<dataset_id>/report")
 def page(dataset_id):
     """The report page of a dataset."""
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
     from heimdall_synth.service.report.queries import outcomes, snapshot
+    from heimdall_synth.service.report.baseline_plots import BASELINE_PLOTS
     from heimdall_synth.service.report.relief import dataset_terrain
+    from heimdall_synth.service.storage.baselines import list_runs
     conn = get_db()
     with snapshot(conn):
         dataset = datasets.get_dataset(conn, dataset_id)
         job_rows = jobs.list_jobs(conn, dataset_id, limit=JOBS_SHOWN)
+        runs = list_runs(conn, dataset_id, limit=RUNS_SHOWN)
         outcome = outcomes(conn, dataset_id)
         terrain = dataset_terrain(conn, dataset["config"], with_grid=False)
     quality = dataset["quality_metrics"] or {}
@@ -113,8 +151,15 @@ def page(dataset_id):
         config=[(key, _number(config.get(key))) for key in rows],
         plots=[(name, title, url_for("report.plot_png", dataset_id=dataset_id, plot=name))
                for name, title in PLOTS.items()],
-        signals=signals, signal_sample=SIGNAL_SAMPLE,
+        signals=signals, signal_sample=SIGNAL_SAMPLE, runs=runs, km=_km,
+        baseline_plots=[(name, title, url_for("report.baseline_png", dataset_id=dataset_id,
+                                              run_id=runs[0]["id"], plot=name))
+                        for name, title in BASELINE_PLOTS.items()] if runs else [],
         api_url=f"{API_PREFIX}/datasets/{dataset_id}", jobs_url=f"{API_PREFIX}/jobs")
+
+
+def _km(metres) -> str:
+    return "-" if metres is None else f"{metres / 1000:,.2f}"
 
 
 def _number(value) -> str:
