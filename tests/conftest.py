@@ -26,7 +26,8 @@ from tests.http_client import Client, start_server
 #: The modules that take longest, started first: the suite runs in two processes, a module at
 #: a time each (setup.cfg), and a long module started last would run alone at the end.
 LONGEST_FIRST = ("test_readme.py", "test_fuzz_http.py", "test_iq_reading.py", "test_load.py",
-                 "test_faults.py", "test_soak_kill.py", "test_http_jobs.py", "test_cli.py")
+                 "test_baseline.py", "test_torch_data.py", "test_faults.py",
+                 "test_soak_kill.py", "test_http_jobs.py", "test_cli.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

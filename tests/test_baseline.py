@@ -40,7 +40,7 @@ def test_200k_default_dataset_beats_the_area_centre(conn, db, tmp_path):
 
 
 def test_same_seed_same_run_and_the_seed_matters(conn, db_url):
-    generate(conn, db_url, "repeat", 20_000, seed=12)
+    generate(conn, db_url, "repeat", 8_000, seed=12)
     first = run_baseline(db_url, "repeat", seed=5, store=False)
     second = run_baseline(db_url, "repeat", seed=5, store=False)
     other = run_baseline(db_url, "repeat", seed=6, store=False)
