@@ -162,3 +162,19 @@ def test_runs_over_http_and_on_the_page(conn, db_url, api, tmp_path):
     files = cli_json(db_url, "report", "web", "--out", out)["files"]
     assert [f for f in files if "baseline" in f] == [str(out / f"{p}.png")
                                                      for p in BASELINE_PLOTS]
+
+
+def test_without_scikit_learn_the_command_names_the_extra(conn, db):
+    import os
+    import subprocess
+    import sys
+    generate(conn, db, "noextra", 300, seed=19)
+    code = ("import sys; sys.modules['sklearn'] = None; "  # as if the train extra were absent
+            "from heimdall_synth.service.cli.main import main; "
+            "sys.exit(main(['--json', 'baseline', 'noextra']))")
+    res = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DATABASE_URL": db},
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "heimdall-synth[train]" in res.stderr and '"error": "missing_extra"' in res.stdout
+    with conn.transaction():
+        assert conn.execute("SELECT count(*) FROM heimdall.baseline_runs").fetchone()[0] == 0

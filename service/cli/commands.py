@@ -219,7 +219,13 @@ def cmd_baseline(args) -> int:
     """Train and score the baseline localizer (stored with the dataset) and write its error
     picture; with --runs, list the dataset's stored runs instead."""
     from heimdall_synth.service.storage.baselines import list_runs
+    from heimdall_synth.service.training.baseline import require_sklearn
     seed = seed_value(args.seed)
+    if not args.runs:
+        try:
+            require_sklearn()
+        except ImportError as exc:  # before any work: the extra is missing
+            return fail(args, 1, "missing_extra", None, str(exc))
     with _database(args) as (url, conn):
         dataset = find_dataset(conn, args.dataset)
         if args.runs:

@@ -49,7 +49,7 @@ PER_SLOT = ("power_dbm", "snr_db", "power_below_strongest_db", "rx_east_km", "rx
 QUALITY = ("crb_m", "gdop")
 
 
-def _sklearn():
+def require_sklearn():
     try:
         from sklearn.ensemble import HistGradientBoostingRegressor
     except ImportError:
@@ -102,7 +102,7 @@ def run_baseline(url: str, ref: str, seed: int = 0, store: bool = True) -> dict:
     ``split``) when a split has too few samples."""
     from heimdall_synth.kernel.config import check_value
     seed = check_value("seed", seed)
-    regressor = _sklearn()
+    regressor = require_sklearn()
     started = time.perf_counter()
     dataset, rows = read_rows(url, ref)
     split = rows.get("split", np.empty(0, np.int16))  # no key: the dataset has no rows
