@@ -1,0 +1,137 @@
+"""The CUDA target: the kernel's Numba functions compiled a second time, as CUDA device
+functions, from the same source (the ``gpu`` extra: numba-cuda).
+
+A kernel function is written once, as an ``njit`` function on scalars and arrays.
+``device_twins`` makes its CUDA twin: a function object sharing the CPU function's code object,
+whose global names are rebound so that its calls to other kernel functions reach their twins,
+compiled with ``numba.cuda.jit(device=True)``. The physics and the random numbers have ONE
+source for both targets, so a twin cannot drift from its CPU function; what may differ is the
+floating-point maths library of the device.
+
+With ``NUMBA_ENABLE_CUDASIM=1`` numba-cuda's simulator runs twins and kernels on the CPU, as
+Python (slowly: keep grids small); CI tests the CUDA path that way. numba.cuda is imported on
+first use, so the CPU path never needs the extra.
+
+Status: the counter-based random numbers (``kernel.rng``) run on the CUDA target
+(``draws_kernel``); the attempt kernel and the signals are not yet ported (they allocate
+scratch arrays per attempt, which device code cannot), so ``use_gpu: true`` is still refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+
+import numpy as np
+
+from . import rng
+from .jit import njit
+
+#: The random-number functions, in the order they call each other (callees first).
+RNG_FUNCTIONS = (rng.mix64, rng.attempt_key, rng.slot_key, rng.draw_bits, rng.uniform,
+                 rng.exponential_retry, rng.exponential, rng._signed53, rng.normal_retry,
+                 rng.normal)
+
+
+#: numba.cuda once imported (``cuda_module``). Kernels reach the CUDA API through this module
+#: global: the simulator swaps globals that hold numba.cuda for its own stand-in.
+cuda_api = None
+
+
+def cuda_module():
+    """numba.cuda, or ImportError naming the extra."""
+    global cuda_api
+    if cuda_api is None:
+        try:
+            from numba import cuda as numba_cuda
+            numba_cuda.jit  # noqa: B018 - numba without numba-cuda has a stub module
+        except (ImportError, AttributeError):
+            raise ImportError("the CUDA target needs numba-cuda: pip install "
+                              "'heimdall-synth[gpu]'") from None
+        cuda_api = numba_cuda
+    return cuda_api
+
+
+def simulated() -> bool:
+    """True when numba-cuda's simulator stands in for a device (NUMBA_ENABLE_CUDASIM=1)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
+
+
+def device_twins(functions) -> dict:
+    """{name: CUDA device function} for ``njit`` functions: each twin runs the same code object
+    with its globals (a copy of its module's) rebound to the twins of ``functions``."""
+    numba_cuda = cuda_module()
+    plain, namespaces = {}, []
+    for f in functions:
+        code = f.py_func
+        namespace = dict(code.__globals__)
+        plain[code.__name__] = types.FunctionType(code.__code__, namespace, code.__name__,
+                                                  code.__defaults__, code.__closure__)
+        namespaces.append(namespace)
+    twins = {name: numba_cuda.jit(device=True)(fn) for name, fn in plain.items()}
+    for namespace in namespaces:  # calls inside a twin reach the other twins
+        namespace.update(twins)
+    return twins
+
+
+@functools.cache
+def rng_twins() -> types.SimpleNamespace:
+    return types.SimpleNamespace(**device_twins(RNG_FUNCTIONS))
+
+
+@functools.cache
+def draws_kernel():
+    """A CUDA kernel: for attempts start .. start + n - 1 (one thread each) and the draw
+    (stream, slot, sub), the raw 64-bit draw, a uniform, a normal and an exponential, written
+    to row i of ``bits``, ``uniform``, ``normal``, ``exponential``. The CPU computes the same
+    with ``draws_cpu``."""
+    t = rng_twins()
+    # the twins as plain closure variables: device code calls dispatchers, not attributes
+    attempt_key, slot_key, draw_bits = t.attempt_key, t.slot_key, t.draw_bits
+    uniform_draw, normal_draw, exponential_draw = t.uniform, t.normal, t.exponential
+
+    @cuda_module().jit
+    def draws(seed, start, stream, slot, sub, bits, uniform, normal, exponential):
+        i = cuda_api.grid(1)
+        if i < bits.shape[0]:
+            skey = slot_key(attempt_key(seed, start + np.uint64(i)), stream, slot)
+            bits[i] = draw_bits(skey, sub)
+            uniform[i] = uniform_draw(skey, sub)
+            normal[i] = normal_draw(skey, sub)
+            exponential[i] = exponential_draw(skey, sub)
+
+    return draws
+
+
+def draws_gpu(seed: int, start: int, n: int, stream: int, slot: int, sub: int,
+              threads_per_block: int = 64) -> dict:
+    """``draws_kernel`` over n attempts: {"bits", "uniform", "normal", "exponential"}."""
+    out = {"bits": np.zeros(n, np.uint64), "uniform": np.zeros(n), "normal": np.zeros(n),
+           "exponential": np.zeros(n)}
+    blocks = -(-n // threads_per_block)
+    with np.errstate(over="ignore"):  # the simulator's NumPy scalars warn where words wrap
+        draws_kernel()[blocks, threads_per_block](
+            np.uint64(seed), np.uint64(start), stream, slot, sub, out["bits"], out["uniform"],
+            out["normal"], out["exponential"])
+    return out
+
+
+def draws_cpu(seed: int, start: int, n: int, stream: int, slot: int, sub: int) -> dict:
+    """The same draws by the CPU kernel functions."""
+    bits, uniform, normal, exponential = _draws_cpu(np.uint64(seed), np.uint64(start), n,
+                                                     stream, slot, sub)
+    return {"bits": bits, "uniform": uniform, "normal": normal, "exponential": exponential}
+
+
+@njit
+def _draws_cpu(seed, start, n, stream, slot, sub):
+    bits, uniform = np.zeros(n, np.uint64), np.zeros(n)
+    normal, exponential = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        skey = rng.slot_key(rng.attempt_key(seed, start + np.uint64(i)), stream, slot)
+        bits[i] = rng.draw_bits(skey, sub)
+        uniform[i] = rng.uniform(skey, sub)
+        normal[i] = rng.normal(skey, sub)
+        exponential[i] = rng.exponential(skey, sub)
+    return bits, uniform, normal, exponential
