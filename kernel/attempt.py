@@ -2,7 +2,9 @@
 
 The model is described step by step in docs/MODEL.md; the numbered steps below follow it.
 
-``evaluate_attempt`` works on one attempt and writes row ``i`` of the output arrays;
+``evaluate_attempt`` works on one attempt and writes row ``i`` of the output arrays (its
+scratch allocated, then ``attempt_core``, which takes its scratch from the caller: the CUDA
+target, kernel/gpu.py, compiles ``attempt_core`` as a device function from this same source);
 ``run_attempts_many`` loops ``prange`` over a batch. Attempts share nothing but read-only inputs,
 and every random draw is keyed by (seed, attempt, draw number), so results are byte-identical
 for any thread count or batch split. What is fixed in the world takes no draw: a fixed station's
@@ -191,12 +193,34 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
                      env_tab, kx, ky, cos_bt, sin_bt, tiles, geo, maps_loss, maps_v, mgeo,
                      dist_loss, dist_v, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf,
                      rx_id, present, rx_ant, off_grid):
+    """One attempt on the CPU: its scratch allocated here, the work in ``attempt_core``."""
+    rxa, power_db, g, cos_t, sin_t = attempt_scratch(rxf.shape[1], ip[IP_CHUNKS],
+                                                     cos_bt.shape[1], kx.shape[0])
+    attempt_core(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf,
+                 env_tab, kx, ky, cos_bt, sin_bt, tiles, geo, maps_loss, maps_v, mgeo,
+                 dist_loss, dist_v, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf,
+                 rx_id, present, rx_ant, off_grid, rxa, power_db, g, cos_t, sin_t)
+
+
+@njit(inline="always")
+def attempt_scratch(nmax, chunks, fields, features):
+    """An attempt's scratch: receiver rows (nmax x N_ST), window powers (chunks), shadowing
+    fields at the transmitter (fields) and the field basis (2 x features)."""
+    return (np.empty((nmax, N_ST)), np.empty(chunks), np.empty(fields), np.empty(features),
+            np.empty(features))
+
+
+@njit
+def attempt_core(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf,
+                 env_tab, kx, ky, cos_bt, sin_bt, tiles, geo, maps_loss, maps_v, mgeo,
+                 dist_loss, dist_v, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf,
+                 rx_id, present, rx_ant, off_grid, rxa, power_db, g, cos_t, sin_t):
+    """The attempt ``attempt`` into row ``i`` of the outputs, with its scratch given (rows of
+    a device's workspace, or the CPU's allocation): device code cannot allocate."""
     key = attempt_key(seed, np.uint64(attempt))
     ak = slot_key(key, L.STREAM_ATTEMPT, 0)
     nmax = rxf.shape[1]
     chunks = ip[IP_CHUNKS]
-    rxa = np.empty((nmax, N_ST))
-    power_db = np.empty(chunks)
     n = place_receivers(key, i, fp, ip, st, rx_tab, rx_cdf, tiles, geo, rxf, rx_id, rxa)
     off_grid[i] = n < 0
     if n < 0:
@@ -253,10 +277,7 @@ def evaluate_attempt(seed, attempt, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_ta
     # The shadowing fields at the transmitter: the shared one (g[0]) and each fixed station's.
     shadow_on = ip[IP_SHADOW] != 0 and on
     g_shared = 0.0
-    g = np.empty(cos_bt.shape[1])
     if shadow_on:
-        cos_t = np.empty(kx.shape[0])
-        sin_t = np.empty(kx.shape[0])
         x_m, y_m = plane_xy(tx_lat, tx_lon, fp[FP_COS_LAT0])
         field_basis(kx, ky, x_m, y_m, cos_t, sin_t)
         fields_at(cos_bt, sin_bt, cos_t, sin_t, g)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 import os
 import types
+import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -58,10 +60,49 @@ def simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
 
 
+@contextmanager
+def quiet_wraparound():
+    """Around a launch: the simulator runs kernels as Python on NumPy scalars, which warn where
+    64-bit words wrap (the random numbers' intended arithmetic). Its threads do not inherit
+    np.errstate, so the warnings are filtered for the process while the launch runs."""
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore",
+                                                divide="ignore"):
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        yield
+
+
+def reachable(functions) -> list:
+    """``functions`` (njit dispatchers) and every njit function they call through a global
+    name, callees first: what a device twin of them needs twinned too."""
+    from numba.core.registry import CPUDispatcher
+    order, seen = [], set()
+
+    def visit(f):
+        if id(f) in seen:
+            return
+        seen.add(id(f))
+        code = f.py_func
+        for name in code.__code__.co_names:
+            callee = code.__globals__.get(name)
+            if isinstance(callee, CPUDispatcher):
+                visit(callee)
+        order.append(f)
+
+    for f in functions:
+        visit(f)
+    return order
+
+
 def device_twins(functions) -> dict:
-    """{name: CUDA device function} for ``njit`` functions: each twin runs the same code object
-    with its globals (a copy of its module's) rebound to the twins of ``functions``."""
+    """{name: CUDA device function} for ``njit`` functions and all they call (``reachable``):
+    each twin runs the same code object with its globals (a copy of its module's) rebound to
+    the twins. Two different functions of one name are refused (the rebinding is by name)."""
     numba_cuda = cuda_module()
+    functions = reachable(functions)
+    names = [f.py_func.__name__ for f in functions]
+    if len(set(names)) != len(names):
+        clash = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"kernel functions of one name in several modules: {clash}")
     plain, namespaces = {}, []
     for f in functions:
         code = f.py_func
@@ -110,7 +151,7 @@ def draws_gpu(seed: int, start: int, n: int, stream: int, slot: int, sub: int,
     out = {"bits": np.zeros(n, np.uint64), "uniform": np.zeros(n), "normal": np.zeros(n),
            "exponential": np.zeros(n)}
     blocks = -(-n // threads_per_block)
-    with np.errstate(over="ignore"):  # the simulator's NumPy scalars warn where words wrap
+    with quiet_wraparound():
         draws_kernel()[blocks, threads_per_block](
             np.uint64(seed), np.uint64(start), stream, slot, sub, out["bits"], out["uniform"],
             out["normal"], out["exponential"])
@@ -135,3 +176,60 @@ def _draws_cpu(seed, start, n, stream, slot, sub):
         normal[i] = rng.normal(skey, sub)
         exponential[i] = rng.exponential(skey, sub)
     return bits, uniform, normal, exponential
+
+
+# ----------------------------------------------------------------------------- the attempts
+
+@functools.cache
+def attempts_kernel():
+    """A CUDA kernel running ``attempt.attempt_core`` (and everything it calls, twinned) for
+    attempts start .. start + n - 1, one thread each, row i of the outputs and of the
+    per-attempt scratch workspaces."""
+    from . import attempt
+    core = device_twins([attempt.attempt_core])["attempt_core"]
+
+    @cuda_module().jit
+    def attempts(seed, start, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf, env_tab, kx,
+                 ky, cos_bt, sin_bt, tiles, geo, maps_loss, maps_v, mgeo, dist_loss, dist_v,
+                 valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf, rx_id, present, rx_ant,
+                 off_grid, rxa, power_db, g, cos_t, sin_t):
+        i = cuda_api.grid(1)
+        if i < valid.shape[0]:
+            core(seed, start + i, i, fp, ip, st, tx_cdf, rx_cdf, tx_tab, rx_tab, env_cdf,
+                 env_tab, kx, ky, cos_bt, sin_bt, tiles, geo, maps_loss, maps_v, mgeo,
+                 dist_loss, dist_v, valid, reason, n_rx, n_det, tx_ant, tx_env, sc, rxf, rx_id,
+                 present, rx_ant, off_grid, rxa[i], power_db[i], g[i], cos_t[i], sin_t[i])
+
+    return attempts
+
+
+def run_attempts_gpu(config, seed: int, start: int, count: int, terrain=None,
+                     threads_per_block: int = 64):
+    """``kernel.batch.run_attempts`` on the CUDA target: the same ``AttemptBatch`` (the
+    simulator, or a device, computes it). A link leaving the terrain's grid raises
+    TerrainError as on the CPU."""
+    from . import attempt as A
+    from .batch import AttemptBatch, check_range, pack_config
+    from .config import GenerationConfig
+
+    cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
+    check_range(seed, start, count)
+    k = pack_config(cfg, seed, terrain)
+    out = AttemptBatch.empty(count, k.max_receivers)
+    out.attempt_index[:] = np.arange(start, start + count, dtype=np.int64)
+    off_grid = np.zeros(count, np.bool_)
+    workspace = (np.zeros((count, k.max_receivers, A.N_ST)),
+                 np.zeros((count, int(k.ip[A.IP_CHUNKS]))),
+                 np.zeros((count, k.cos_bt.shape[1])), np.zeros((count, k.kx.shape[0])),
+                 np.zeros((count, k.kx.shape[0])))
+    blocks = max(1, -(-count // threads_per_block))
+    with quiet_wraparound():
+        attempts_kernel()[blocks, threads_per_block](
+            np.uint64(seed), np.int64(start), *k.arrays(), out.valid, out.reject_reason,
+            out.n_receivers, out.n_detected, out.tx_antenna, out.tx_environment, out.scalars,
+            out.rx, out.rx_id, out.signal_present, out.rx_antenna, off_grid, *workspace)
+    if off_grid.any():
+        from .terrain import TerrainError
+        raise TerrainError(f"attempt {int(start + np.flatnonzero(off_grid)[0])}: a link "
+                           "leaves the terrain's grid")
+    return out

@@ -186,6 +186,17 @@ WIDE_AREA = {"frequency_mhz": 50.0, "use_random_receivers": True, "noise_floor_d
              "area_lon_max": 30.0}
 
 
+def jacksboro():
+    """matplotlib's sample elevation model (344 x 403 cells of 3 arc-seconds, Tennessee) as an
+    ElevationGrid: real terrain for tests."""
+    from matplotlib.cbook import get_sample_data
+    from heimdall_synth.kernel.terrain import ElevationGrid
+    dem = get_sample_data("jacksboro_fault_dem.npz")
+    # Its first row is the northern edge (the file calls that latitude 'ymin').
+    return ElevationGrid.from_array(dem["elevation"], float(dem["ymin"]), float(dem["xmin"]),
+                                    float(dem["dy"]), float(dem["dx"]))
+
+
 # ---- the soaks' figures ----------------------------------------------------------------------
 
 #: When set, a folder: each soak writes its figures there as ``<key>.json`` (bench/soak.py

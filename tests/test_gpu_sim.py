@@ -8,8 +8,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from heimdall_synth.kernel import gpu
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
 import json, sys
@@ -49,3 +52,62 @@ def test_the_cpu_path_needs_no_cuda():
     assert not gpu.simulated() or os.environ.get("NUMBA_ENABLE_CUDASIM")
     draws = gpu.draws_cpu(7, 0, 5, 3, 1, 0)
     assert draws["bits"].dtype == "uint64" and len(set(draws["bits"].tolist())) == 5
+
+
+ATTEMPTS_SCRIPT = """
+import json, sys
+import numpy as np
+from heimdall_synth.kernel import gpu
+from heimdall_synth.kernel.batch import run_attempts
+from tests.helpers import jacksboro
+assert gpu.simulated()
+area = {"area_lat_min": 36.50, "area_lat_max": 36.68, "area_lon_min": -84.36,
+        "area_lon_max": -84.13, "margin_deg": 0.02}
+cases = {
+    "default network": ({}, None, 7, 1000, 24),
+    "random receivers on terrain": (dict(area, terrain="jacksboro", use_random_receivers=True,
+                                         min_receivers_count=3, max_receivers_count=5),
+                                    jacksboro(), 3, 0, 8),
+    "fixed stations on terrain": (dict(margin_deg=0.02, terrain="jacksboro", receivers=[
+        {"name": "a", "lat": 36.62, "lon": -84.20, "antenna_height_m": 10.0},
+        {"name": "b", "lat": 36.55, "lon": -84.30},
+        {"name": "c", "lat": 36.66, "lon": -84.15}]), jacksboro(), 4, 50, 8),
+}
+out = {}
+for name, (config, grid, seed, start, count) in cases.items():
+    cpu = run_attempts(config, seed, start, count, terrain=grid)
+    dev = gpu.run_attempts_gpu(config, seed, start, count, terrain=grid)
+    result = {"valid_count": int(cpu.valid.sum())}
+    for array in cpu.ARRAYS:
+        a, b = getattr(cpu, array), getattr(dev, array)
+        if a.dtype.kind == "f":
+            scale = np.where(np.isfinite(a), np.abs(a), 0.0) + 1e-300
+            both = np.isfinite(a) & np.isfinite(b)
+            result[array] = {
+                "exact": bool(np.array_equal(a, b, equal_nan=True)),
+                "same_finite": bool(np.array_equal(np.isfinite(a), np.isfinite(b))),
+                "max_rel": float(np.max(np.abs(a - b)[both] / scale[both], initial=0.0))}
+        else:
+            result[array] = {"exact": bool(np.array_equal(a, b))}
+    out[name] = result
+print(json.dumps(out))
+"""
+
+
+def test_the_attempt_kernel_on_the_cuda_target_equals_the_cpus():
+    """Model 2 (terrain profiles, loss maps, shadowing, fading, every filter) twinned for CUDA
+    from the same source: integer outputs and validity identical, floats equal within 1e-12
+    relative (the simulator's maths are the host's)."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    res = subprocess.run([sys.executable, "-c", ATTEMPTS_SCRIPT], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(out) == 3
+    for case, arrays in out.items():
+        assert arrays.pop("valid_count") > 0, case  # some attempts are valid: outputs to compare
+        for name, check in arrays.items():
+            if "max_rel" in check:
+                assert check["same_finite"] and check["max_rel"] <= 1e-12, (case, name, check)
+            else:
+                assert check["exact"], (case, name)

@@ -6,7 +6,7 @@ import pytest
 from heimdall_synth.kernel import (RX_FIELDS, SCALAR_FIELDS, GenerationConfig, reference, run_attempts)
 from heimdall_synth.kernel.layout import R_SNR
 from tests.helpers import WIDE_AREA
-from tests.test_terrain import jacksboro
+from tests.helpers import jacksboro
 
 STATIONS = [  # a fixed network with its own antennas, heights and clutter
     {"name": "ridge", "lat": 45.03, "lon": 7.27, "alt_m": 900.0, "antenna_height_m": 25.0,

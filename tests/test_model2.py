@@ -18,7 +18,7 @@ from heimdall_synth.kernel.attempt import S_AGL, S_GROUND, S_LAT, S_LON
 from heimdall_synth.kernel.batch import clutter_environments, pack_config, reference_latitude
 from heimdall_synth.kernel.layout import EARTH_RADIUS_M, K_FACTOR
 from heimdall_synth.kernel.terrain import TerrainError, link_diffraction, terrain_link_db
-from tests.test_terrain import jacksboro
+from tests.helpers import jacksboro
 
 AE_KM = K_FACTOR * EARTH_RADIUS_M / 1000.0
 STATIONS = [

@@ -8,21 +8,16 @@ import math
 
 import numpy as np
 import pytest
-from matplotlib.cbook import get_sample_data
 
 from heimdall_synth.kernel import itu, terrain
 from heimdall_synth.kernel.terrain import ElevationGrid, TerrainError, link_loss_db
+from tests.helpers import jacksboro
 
 F_MHZ = 145.0
 AE_KM = 6371.0 * 4.0 / 3.0
 ARCSEC3 = 1.0 / 1200.0
 
 
-def jacksboro() -> ElevationGrid:
-    dem = get_sample_data("jacksboro_fault_dem.npz")
-    # Its first row is the northern edge (the file calls that latitude 'ymin').
-    return ElevationGrid.from_array(dem["elevation"], float(dem["ymin"]), float(dem["xmin"]),
-                                    float(dem["dy"]), float(dem["dx"]))
 
 
 def test_a_profile_has_a_point_on_every_grid_line_it_crosses_and_no_coarser_step():
