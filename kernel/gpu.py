@@ -12,9 +12,10 @@ With ``NUMBA_ENABLE_CUDASIM=1`` numba-cuda's simulator runs twins and kernels on
 Python (slowly: keep grids small); CI tests the CUDA path that way. numba.cuda is imported on
 first use, so the CPU path never needs the extra.
 
-Status: the counter-based random numbers (``kernel.rng``) run on the CUDA target
-(``draws_kernel``); the attempt kernel and the signals are not yet ported (they allocate
-scratch arrays per attempt, which device code cannot), so ``use_gpu: true`` is still refused.
+What runs there: the counter-based random numbers (``draws_kernel``) and the attempt kernel
+(``run_attempts_gpu``: ``attempt.attempt_core`` and all it calls). The iq_raw signals
+(synthesis and features) still run on the CPU: they use numpy.fft inside Numba (rocket-fft),
+which has no device twin yet.
 """
 
 from __future__ import annotations
@@ -69,6 +70,36 @@ def quiet_wraparound():
                                                 divide="ignore"):
         warnings.filterwarnings("ignore", category=RuntimeWarning)
         yield
+
+
+@functools.cache
+def device_info() -> dict | None:
+    """The CUDA device jobs can use: {"name", "memory_mib", "driver", "simulated"}; None when
+    there is none (no numba-cuda, no driver or no device). The simulator counts as a device
+    (it runs the CUDA code path), named as such. Asked once per process."""
+    try:
+        numba_cuda = cuda_module()
+        if not numba_cuda.is_available():
+            return None
+        if simulated():
+            return {"name": "numba-cuda simulator", "memory_mib": None, "driver": None,
+                    "simulated": True}
+        device = numba_cuda.get_current_device()
+        _, total = numba_cuda.current_context().get_memory_info()
+        name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+        from numba.cuda.cudadrv.driver import driver
+        version = driver.get_version()
+        return {"name": name, "memory_mib": int(total) // 2**20,
+                "driver": ".".join(str(v) for v in version), "simulated": False}
+    except Exception:  # noqa: BLE001 - any failure to reach a device means: none
+        return None
+
+
+def device_text(info: dict) -> str:
+    """A job's ``device`` for a CUDA device: 'cuda: NAME (MEM MiB, driver V)'."""
+    if info["simulated"]:
+        return f"cuda: {info['name']}"
+    return f"cuda: {info['name']} ({info['memory_mib']:,} MiB, driver {info['driver']})"
 
 
 def reachable(functions) -> list:
@@ -204,18 +235,18 @@ def attempts_kernel():
 
 
 def run_attempts_gpu(config, seed: int, start: int, count: int, terrain=None,
-                     threads_per_block: int = 64):
+                     inputs=None, out=None, threads_per_block: int = 64):
     """``kernel.batch.run_attempts`` on the CUDA target: the same ``AttemptBatch`` (the
-    simulator, or a device, computes it). A link leaving the terrain's grid raises
-    TerrainError as on the CPU."""
+    simulator, or a device, computes it), with the same ``inputs`` and ``out`` reuse. A link
+    leaving the terrain's grid raises TerrainError as on the CPU."""
     from . import attempt as A
     from .batch import AttemptBatch, check_range, pack_config
     from .config import GenerationConfig
 
     cfg = config if isinstance(config, GenerationConfig) else GenerationConfig.from_dict(config)
     check_range(seed, start, count)
-    k = pack_config(cfg, seed, terrain)
-    out = AttemptBatch.empty(count, k.max_receivers)
+    k = inputs or pack_config(cfg, seed, terrain)
+    out = AttemptBatch.empty(count, k.max_receivers) if out is None else out.head(count)
     out.attempt_index[:] = np.arange(start, start + count, dtype=np.int64)
     off_grid = np.zeros(count, np.bool_)
     workspace = (np.zeros((count, k.max_receivers, A.N_ST)),

@@ -111,3 +111,40 @@ def test_the_attempt_kernel_on_the_cuda_target_equals_the_cpus():
                 assert check["same_finite"] and check["max_rel"] <= 1e-12, (case, name, check)
             else:
                 assert check["exact"], (case, name)
+
+
+LOOP_SCRIPT = """
+import json, sys
+from heimdall_synth.service.engine.loop import run_job
+from heimdall_synth.service.engine.request import GenerateRequest
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage.database import connect
+url = sys.argv[1]
+out = {}
+with connect(url) as conn:
+    made = jobs.create_job(conn, GenerateRequest.from_dict(
+        {"name": "on-gpu", "num_samples": 30, "seed": 21, "use_gpu": True, "batch_size": 40}))
+    result = run_job(url, made["job_id"])
+    out["status"], out["device"] = result.status, result.device
+    out["job_device"] = jobs.get_job(conn, made["job_id"])["device"]
+    out["dataset_id"] = str(made["dataset_id"])
+print(json.dumps(out))
+"""
+
+
+def test_a_job_runs_its_attempts_on_the_cuda_target_and_expands_on_the_cpu(conn, db_url):
+    """The generation loop end to end on the simulated device (use_gpu true), then an expansion
+    on the CPU: the rows equal a CPU-only dataset's (in the simulator the maths are the
+    host's, so equal means identical), and each job records its device."""
+    from tests.helpers import expand, generate, row_digests
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    res = subprocess.run([sys.executable, "-c", LOOP_SCRIPT, db_url], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["status"] == "completed"
+    assert out["device"] == out["job_device"] == "cuda: numba-cuda simulator"
+    expanded = expand(conn, db_url, out["dataset_id"], 20, use_gpu=False)
+    assert expanded.status == "completed" and expanded.device.startswith("cpu")
+    cpu_id, _ = generate(conn, db_url, "on-cpu", 50, seed=21, use_gpu=False)
+    assert row_digests(db_url, out["dataset_id"]) == row_digests(db_url, cpu_id)

@@ -361,10 +361,11 @@ def test_datasets_sharing_a_recording_prefix_are_redrawn_at_creation(conn, db_ur
         assert run_job(db_url, created["job_id"]).final_count == 50
 
 
-def test_use_gpu_true_is_refused_and_the_cpu_is_recorded(conn, db_url):
+def test_use_gpu_true_without_a_device_is_refused_and_the_cpu_is_recorded(conn, db_url):
+    """This machine has no CUDA device (tests/test_gpu_sim.py runs the simulator's)."""
     with pytest.raises(ConfigError) as refused:
         GenerateRequest.from_dict({"name": "gpu", "num_samples": 5, "use_gpu": True})
-    assert refused.value.field == "use_gpu" and "CPU" in str(refused.value)
+    assert refused.value.field == "use_gpu" and "has none" in str(refused.value)
     for value in (None, False):
         created = submit(conn, name=f"gpu-{value}", num_samples=5, use_gpu=value)
         result = run_job(db_url, created["job_id"])

@@ -43,9 +43,26 @@ log = logging.getLogger("heimdall.generation")
 QUEUE_POLL_S = 0.2
 
 
-def _device(threads: int | None) -> str:
+def _device(threads: int | None, gpu: dict | None = None) -> str:
+    if gpu is not None:
+        from heimdall_synth.kernel.gpu import device_text
+        return device_text(gpu)
     import numba
     return f"cpu (numba {numba.__version__}, {threads or numba.get_num_threads()} threads)"
+
+
+def _gpu_for(use_gpu) -> dict | None:
+    """The CUDA device a job runs its attempts on: none for false, the machine's (if any) for
+    null, and for true the machine's or JobError (a job queued where there was one)."""
+    if use_gpu is False:
+        return None
+    from heimdall_synth.kernel.gpu import device_info
+    info = device_info()
+    if use_gpu is True and info is None:
+        raise JobError("use_gpu is true and this machine has no CUDA device (numba-cuda, a "
+                       "driver and a device are needed); resume it where there is one, or "
+                       "expand with use_gpu null or false")
+    return info
 
 
 class _Events:
@@ -192,7 +209,11 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
     cfg = GenerationConfig.from_dict(spec["config"])
     seed, options = int(spec["seed"]), spec["options"]
     threads = threads or default_job_threads(cfg)
-    device = _device(threads)
+    try:  # the device the attempts run on; a refusal fails the job once it is running
+        gpu, gpu_error = _gpu_for(options.get("use_gpu")), None
+    except JobError as exc:
+        gpu, gpu_error = None, exc
+    device = _device(threads, gpu)
     with conn.transaction():
         ds = conn.execute(
             "SELECT num_samples, next_attempt_index, quality_metrics FROM "
@@ -225,7 +246,8 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
 
     producer = Producer(cfg, seed, threads, dataset_id, uuid.UUID(job_id), cfg.frequency_mhz * 1e6,
                         batch_size, cursor, max_attempts - attempted, requested - generated,
-                        int(job["consecutive_rejections"]), max_run, offset + generated)
+                        int(job["consecutive_rejections"]), max_run, offset + generated,
+                        gpu=gpu)
     reason = error = None
     exhausted = False
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heimdall-producer")
@@ -257,6 +279,8 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
         return new_generated, new_attempted
 
     try:
+        if gpu_error is not None:
+            raise gpu_error
         producer.terrain = _job_terrain(conn, cfg, spec.get("terrain_sha256"))
         if offset + generated != num_samples:
             raise JobError(

@@ -114,7 +114,7 @@ class Producer:
     """
 
     def __init__(self, cfg, seed, threads, dataset_id, job_id, frequency_hz, batch_size,
-                 cursor, budget_left, need, run, max_run, first_sample, halted=None):
+                 cursor, budget_left, need, run, max_run, first_sample, halted=None, gpu=None):
         self.cfg, self.seed, self.threads = cfg, seed, threads
         self.dataset_id, self.job_id, self.frequency_hz = dataset_id, job_id, frequency_hz
         self.batch_size, self.cursor, self.budget_left = batch_size, cursor, budget_left
@@ -128,6 +128,8 @@ class Producer:
         self.chunk = chunk_attempts(cfg)
         # Asked between chunks: when the job is stopping, the batch being made is dropped.
         self.halted = halted or (lambda: False)
+        # kernel.gpu.device_info() of the CUDA device the attempts run on; None: the CPU
+        self.gpu = gpu
 
     def next(self) -> PackedBatch | None:
         """The next batch, or None when the job needs nothing more or the budget is spent."""
@@ -154,8 +156,13 @@ class Producer:
             if self.halted():
                 return None  # the job is stopping: this batch would never commit
             n = min(self.chunk, count - evaluated)
-            batch = run_attempts(self.cfg, self.seed, self.cursor, n, threads=self.threads,
-                                 inputs=self.inputs, out=self.buffer)
+            if self.gpu is None:
+                batch = run_attempts(self.cfg, self.seed, self.cursor, n, threads=self.threads,
+                                     inputs=self.inputs, out=self.buffer)
+            else:
+                from heimdall_synth.kernel.gpu import run_attempts_gpu
+                batch = run_attempts_gpu(self.cfg, self.seed, self.cursor, n,
+                                         inputs=self.inputs, out=self.buffer)
             take, used, stalled, self.run = consume(batch, self.need, self.run, self.max_run)
             if len(take):
                 features = None

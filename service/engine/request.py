@@ -83,10 +83,13 @@ class GenerateRequest:
             raise ConfigError("num_samples", "is required")
         given = {k: check_field(k, v) for k, v in d.items()}
         if given.get("use_gpu") is True:
-            # Refused, never silently run on the CPU: this version has no GPU path. null
-            # (choose) and false run on the CPU, and the job's device says so.
-            raise ConfigError("use_gpu", "true asks for a CUDA device, and this version runs "
-                                         "the kernel on the CPU only; send null or false")
+            from heimdall_synth.kernel.gpu import device_info
+            if device_info() is None:
+                # Refused, never silently run on the CPU. null (choose) and false run on the
+                # CPU here, and the job's device says so.
+                raise ConfigError("use_gpu", "true asks for a CUDA device, and this machine "
+                                             "has none (numba-cuda, a driver and a device are "
+                                             "needed: the gpu extra); send null or false")
         if given.get("expand_dataset_id") is None:
             given.pop("expand_dataset_id", None)
             if given.get("name") is None:
