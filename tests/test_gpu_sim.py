@@ -148,3 +148,8 @@ def test_a_job_runs_its_attempts_on_the_cuda_target_and_expands_on_the_cpu(conn,
     assert expanded.status == "completed" and expanded.device.startswith("cpu")
     cpu_id, _ = generate(conn, db_url, "on-cpu", 50, seed=21, use_gpu=False)
     assert row_digests(db_url, out["dataset_id"]) == row_digests(db_url, cpu_id)
+    # the dataset names the devices that produced its samples
+    from heimdall_synth.service.storage.datasets import get_dataset
+    assert get_dataset(conn, out["dataset_id"])["devices"] == sorted(
+        [out["device"], expanded.device])
+    assert get_dataset(conn, cpu_id)["devices"] == [expanded.device]

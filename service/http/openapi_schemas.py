@@ -278,6 +278,9 @@ def component_schemas() -> dict:
                 "config": {"type": "object", "description": "the full effective configuration"},
                 "created_at": TIME, "updated_at": TIME,
                 "created_by_job_id": {"type": ["string", "null"], "format": "uuid"},
+                "devices": {"type": "array", "items": {"type": "string"},
+                            "description": "the devices (as its jobs recorded them) that "
+                                           "produced its samples (docs/GPU.md)"},
                 "url": {"type": "string"}, "samples_url": {"type": "string"},
                 "jobs_url": {"type": "string"},
             }},

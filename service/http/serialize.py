@@ -136,6 +136,7 @@ def dataset_json(row: Mapping) -> dict:
            "counts_agree": None if actual is None else actual == row.get("num_samples"),
            "created_by_job_id": str(row["created_by_job_id"]) if row.get("created_by_job_id")
            else None,
+           "devices": list(row.get("devices") or ()),
            "url": f"{API}/datasets/{dataset_id}",
            "samples_url": f"{API}/datasets/{dataset_id}/samples",
            "jobs_url": f"{API}/jobs?dataset_id={dataset_id}"}

@@ -22,7 +22,11 @@ ACTUAL_COUNT_SQL = "SELECT count(*) FROM heimdall.measurement_features f WHERE f
 
 DATASET_COLUMNS = ("id, name, description, dataset_type, seed, config, num_samples, "
                    "next_attempt_index, quality_metrics, storage_size_bytes, created_at, "
-                   "updated_at, created_by_job_id, model_version, terrain_sha256")
+                   "updated_at, created_by_job_id, model_version, terrain_sha256, "
+                   # the devices (as the jobs recorded them) that produced its samples
+                   "(SELECT coalesce(array_agg(DISTINCT j.device ORDER BY j.device), '{}') "
+                   "FROM heimdall.generation_jobs j WHERE j.dataset_id = d.id AND "
+                   "j.generated > 0 AND j.device IS NOT NULL) AS devices")
 RECORDING_PREFIX_KEY = "synthetic_datasets_recording_prefix_key"
 ID_TRIES = 8
 
