@@ -64,7 +64,7 @@ assert gpu.simulated()
 area = {"area_lat_min": 36.50, "area_lat_max": 36.68, "area_lon_min": -84.36,
         "area_lon_max": -84.13, "margin_deg": 0.02}
 cases = {
-    "default network": ({}, None, 7, 1000, 24),
+    "default network": ({}, None, 7, 1000, 12),
     "random receivers on terrain": (dict(area, terrain="jacksboro", use_random_receivers=True,
                                          min_receivers_count=3, max_receivers_count=5),
                                     jacksboro(), 3, 0, 8),
@@ -123,7 +123,7 @@ url = sys.argv[1]
 out = {}
 with connect(url) as conn:
     made = jobs.create_job(conn, GenerateRequest.from_dict(
-        {"name": "on-gpu", "num_samples": 30, "seed": 21, "use_gpu": True, "batch_size": 40}))
+        {"name": "on-gpu", "num_samples": 12, "seed": 21, "use_gpu": True, "batch_size": 16}))
     result = run_job(url, made["job_id"])
     out["status"], out["device"] = result.status, result.device
     out["job_device"] = jobs.get_job(conn, made["job_id"])["device"]
@@ -133,8 +133,8 @@ print(json.dumps(out))
 
 
 def test_a_job_runs_its_attempts_on_the_cuda_target_and_expands_on_the_cpu(conn, db_url):
-    """The generation loop end to end on the simulated device (use_gpu true), then an expansion
-    on the CPU: the rows equal a CPU-only dataset's (in the simulator the maths are the
+    """The generation loop end to end on the simulated device (use_gpu true, 12 samples), then
+    an expansion on the CPU (8 more): the rows equal a CPU-only dataset's (in the simulator the maths are the
     host's, so equal means identical), and each job records its device."""
     from tests.helpers import expand, generate, row_digests
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
@@ -144,9 +144,9 @@ def test_a_job_runs_its_attempts_on_the_cuda_target_and_expands_on_the_cpu(conn,
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["status"] == "completed"
     assert out["device"] == out["job_device"] == "cuda: numba-cuda simulator"
-    expanded = expand(conn, db_url, out["dataset_id"], 20, use_gpu=False)
+    expanded = expand(conn, db_url, out["dataset_id"], 8, use_gpu=False)
     assert expanded.status == "completed" and expanded.device.startswith("cpu")
-    cpu_id, _ = generate(conn, db_url, "on-cpu", 50, seed=21, use_gpu=False)
+    cpu_id, _ = generate(conn, db_url, "on-cpu", 20, seed=21, use_gpu=False)
     assert row_digests(db_url, out["dataset_id"]) == row_digests(db_url, cpu_id)
     # the dataset names the devices that produced its samples
     from heimdall_synth.service.storage.datasets import get_dataset
