@@ -153,3 +153,47 @@ def test_a_job_runs_its_attempts_on_the_cuda_target_and_expands_on_the_cpu(conn,
     assert get_dataset(conn, out["dataset_id"])["devices"] == sorted(
         [out["device"], expanded.device])
     assert get_dataset(conn, cpu_id)["devices"] == [expanded.device]
+
+
+IQ_SCRIPT = """
+import json, sys
+from heimdall_synth.kernel.config import ConfigError
+from heimdall_synth.service.engine.loop import run_job
+from heimdall_synth.service.engine.request import GenerateRequest
+from heimdall_synth.service.storage import jobs
+from heimdall_synth.service.storage.database import connect
+url, out = sys.argv[1], {}
+try:
+    GenerateRequest.from_dict({"name": "iq", "num_samples": 2, "dataset_type": "iq_raw",
+                               "use_gpu": True})
+except ConfigError as exc:
+    out["refused"] = exc.field
+with connect(url) as conn:
+    made = jobs.create_job(conn, GenerateRequest.from_dict(
+        {"name": "iq", "num_samples": 2, "dataset_type": "iq_raw", "iq_duration_ms": 20,
+         "iq_sample_rate_hz": 25000}))
+    out["null_device"] = run_job(url, made["job_id"]).device
+    grown = jobs.create_job(conn, GenerateRequest.from_dict(
+        {"expand_dataset_id": str(made["dataset_id"]), "num_samples": 2, "use_gpu": True}))
+    try:
+        run_job(url, grown["job_id"])
+    except Exception as exc:  # a failed job raises JobError; its row keeps the error
+        out["raised"] = type(exc).__name__
+    job = jobs.get_job(conn, grown["job_id"])
+    out["expand_status"], out["expand_error"] = job["status"], job["error"]
+print(json.dumps(out))
+"""
+
+
+def test_iq_raw_stays_on_the_cpu_even_with_a_device(conn, db_url):
+    """Its signals have no device path, and IQ regenerated later (on the CPU) must come from
+    the attempts its features were measured from: null runs it on the CPU, true is refused."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    res = subprocess.run([sys.executable, "-c", IQ_SCRIPT, db_url], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["refused"] == "use_gpu"
+    assert out["null_device"].startswith("cpu")
+    assert out["raised"] == "JobError" and out["expand_status"] == "failed"
+    assert "iq_raw runs on the CPU" in out["expand_error"]

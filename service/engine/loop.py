@@ -43,6 +43,10 @@ log = logging.getLogger("heimdall.generation")
 QUEUE_POLL_S = 0.2
 
 
+IQ_ON_GPU = ("use_gpu is true, and iq_raw runs on the CPU only: its signal synthesis has no "
+             "CUDA path yet; send null or false")
+
+
 def _device(threads: int | None, gpu: dict | None = None) -> str:
     if gpu is not None:
         from heimdall_synth.kernel.gpu import device_text
@@ -51,11 +55,15 @@ def _device(threads: int | None, gpu: dict | None = None) -> str:
     return f"cpu (numba {numba.__version__}, {threads or numba.get_num_threads()} threads)"
 
 
-def _gpu_for(use_gpu) -> dict | None:
+def _gpu_for(use_gpu, cfg) -> dict | None:
     """The CUDA device a job runs its attempts on: none for false, the machine's (if any) for
-    null, and for true the machine's or JobError (a job queued where there was one)."""
-    if use_gpu is False:
+    null, and for true the machine's or JobError (a job queued where there was one). iq_raw
+    runs on the CPU: its signals have no device path yet, and IQ regenerated later (on the
+    CPU) must come from the very attempts its features were measured from."""
+    if use_gpu is False or (cfg.is_iq and use_gpu is None):
         return None
+    if cfg.is_iq:
+        raise JobError(IQ_ON_GPU)
     from heimdall_synth.kernel.gpu import device_info
     info = device_info()
     if use_gpu is True and info is None:
@@ -210,7 +218,7 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
     seed, options = int(spec["seed"]), spec["options"]
     threads = threads or default_job_threads(cfg)
     try:  # the device the attempts run on; a refusal fails the job once it is running
-        gpu, gpu_error = _gpu_for(options.get("use_gpu")), None
+        gpu, gpu_error = _gpu_for(options.get("use_gpu"), cfg), None
     except JobError as exc:
         gpu, gpu_error = None, exc
     device = _device(threads, gpu)
