@@ -14,6 +14,15 @@ from heimdall_synth.kernel import gpu
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def in_simulator(script: str, *args: str):
+    """What ``script`` prints last (JSON), run in a new process on numba-cuda's simulator."""
+    res = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT,
+                         env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
 SCRIPT = """
 import json, sys
 import numpy as np
@@ -35,11 +44,7 @@ CASES = [(7, 0, 3, 1, 0), (2**63 - 1, 10**12, 0, 0, 5), (123456789, 99, 9, 255, 
 
 
 def test_random_draws_on_the_cuda_target_equal_the_cpus():
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(CASES)], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = in_simulator(SCRIPT, json.dumps(CASES))
     assert out.pop("same_code") is True  # one source: the twins run the CPU functions' code
     assert len(out) == len(CASES)
     for case, draws in out.items():
@@ -98,11 +103,7 @@ def test_the_attempt_kernel_on_the_cuda_target_equals_the_cpus():
     """Model 2 (terrain profiles, loss maps, shadowing, fading, every filter) twinned for CUDA
     from the same source: integer outputs and validity identical, floats equal within 1e-12
     relative (the simulator's maths are the host's)."""
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    res = subprocess.run([sys.executable, "-c", ATTEMPTS_SCRIPT], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = in_simulator(ATTEMPTS_SCRIPT)
     assert len(out) == 3
     for case, arrays in out.items():
         assert arrays.pop("valid_count") > 0, case  # some attempts are valid: outputs to compare
@@ -137,11 +138,7 @@ def test_a_job_runs_its_attempts_on_the_cuda_target_and_expands_on_the_cpu(conn,
     an expansion on the CPU (8 more): the rows equal a CPU-only dataset's (in the simulator the maths are the
     host's, so equal means identical), and each job records its device."""
     from tests.helpers import expand, generate, row_digests
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    res = subprocess.run([sys.executable, "-c", LOOP_SCRIPT, db_url], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = in_simulator(LOOP_SCRIPT, db_url)
     assert out["status"] == "completed"
     assert out["device"] == out["job_device"] == "cuda: numba-cuda simulator"
     expanded = expand(conn, db_url, out["dataset_id"], 8, use_gpu=False)
@@ -188,11 +185,7 @@ print(json.dumps(out))
 def test_iq_raw_stays_on_the_cpu_even_with_a_device(conn, db_url):
     """Its signals have no device path, and IQ regenerated later (on the CPU) must come from
     the attempts its features were measured from: null runs it on the CPU, true is refused."""
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    res = subprocess.run([sys.executable, "-c", IQ_SCRIPT, db_url], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = in_simulator(IQ_SCRIPT, db_url)
     assert out["refused"] == "use_gpu"
     assert out["null_device"].startswith("cpu")
     assert out["raised"] == "JobError" and out["expand_status"] == "failed"
