@@ -570,6 +570,9 @@ def test_requests_beyond_their_slots_wait_without_a_connection(db_url, tmp_path)
                     reply = api.get(f"/jobs/{job_id}", timeout=TRANSPORT_TIMEOUT_S)
                     assert reply.status == 200 and reply.json["status"] == "completed"
                 blocker.rollback()
+            for t in threads:  # the dataset reads end (they read the jobs table too: devices)
+                t.join(60)
+            assert len(replies) == 20 and all(r.status == 200 for r in replies), replies
             with psycopg.connect(db_url) as blocker:
                 blocker.execute("LOCK TABLE heimdall.generation_jobs IN ACCESS EXCLUSIVE MODE")
                 threads += _storm(api, f"/jobs/{job_id}", 40, replies)
