@@ -37,6 +37,10 @@ RNG_FUNCTIONS = (rng.mix64, rng.attempt_key, rng.slot_key, rng.draw_bits, rng.un
                  rng.normal)
 
 
+#: Why use_gpu true is refused for iq_raw (the request, and a job queued before that check).
+IQ_ON_CPU_ONLY = ("true, and iq_raw runs on the CPU only: its signal synthesis has no CUDA "
+                  "path yet; send null or false")
+
 #: numba.cuda once imported (``cuda_module``). Kernels reach the CUDA API through this module
 #: global: the simulator swaps globals that hold numba.cuda for its own stand-in.
 cuda_api = None

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from heimdall_synth.kernel import gpu
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,10 +55,15 @@ def test_random_draws_on_the_cuda_target_equal_the_cpus():
             assert nonzero > 250, (case, name)  # real draws, not an unwritten array
 
 
-def test_the_cpu_path_needs_no_cuda():
-    assert not gpu.simulated() or os.environ.get("NUMBA_ENABLE_CUDASIM")
+def test_without_a_device_jobs_stay_on_the_cpu():
+    """This process has numba-cuda but neither the simulator nor a device: none is found, and
+    the CPU's draws are the rng functions' own."""
+    from heimdall_synth.kernel import rng
+    assert not gpu.simulated() and gpu.device_info() is None
     draws = gpu.draws_cpu(7, 0, 5, 3, 1, 0)
-    assert draws["bits"].dtype == "uint64" and len(set(draws["bits"].tolist())) == 5
+    key = rng.slot_key(np.uint64(rng.attempt_key(np.uint64(7), np.uint64(4))), 3, 1)
+    assert int(draws["bits"][4]) == int(rng.draw_bits(np.uint64(key), 0))
+    assert len(set(draws["bits"].tolist())) == 5
 
 
 ATTEMPTS_SCRIPT = """

@@ -218,6 +218,7 @@ def cmd_report(args) -> int:
 def cmd_baseline(args) -> int:
     """Train and score the baseline localizer (stored with the dataset) and write its error
     picture; with --runs, list the dataset's stored runs instead."""
+    from heimdall_synth.service.report.baseline_plots import km_text as _km
     from heimdall_synth.service.storage.baselines import list_runs
     from heimdall_synth.service.training.baseline import require_sklearn
     seed = seed_value(args.seed)
@@ -271,10 +272,6 @@ def cmd_baseline(args) -> int:
         "training": f"{run['train_seconds']:.1f} s (whole run {run['total_seconds']:.1f} s)",
         "plot": plot})
     return 0
-
-
-def _km(metres) -> str:
-    return "-" if metres is None else f"{metres / 1000:,.2f}"
 
 
 def cmd_export(args) -> int:

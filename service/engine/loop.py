@@ -43,10 +43,6 @@ log = logging.getLogger("heimdall.generation")
 QUEUE_POLL_S = 0.2
 
 
-IQ_ON_GPU = ("use_gpu is true, and iq_raw runs on the CPU only: its signal synthesis has no "
-             "CUDA path yet; send null or false")
-
-
 def _device(threads: int | None, gpu: dict | None = None) -> str:
     if gpu is not None:
         from heimdall_synth.kernel.gpu import device_text
@@ -63,7 +59,8 @@ def _gpu_for(use_gpu, cfg) -> dict | None:
     if use_gpu is False or (cfg.is_iq and use_gpu is None):
         return None
     if cfg.is_iq:
-        raise JobError(IQ_ON_GPU)
+        from heimdall_synth.kernel.gpu import IQ_ON_CPU_ONLY
+        raise JobError(f"use_gpu is {IQ_ON_CPU_ONLY}")
     from heimdall_synth.kernel.gpu import device_info
     info = device_info()
     if use_gpu is True and info is None:

@@ -46,11 +46,16 @@ def baseline_points(conn, dataset: dict, run: dict) -> BaselinePoints:
             f"FROM unnest(%s::int8[]) AS t(i) JOIN {queries.FEATURES} f "
             "ON f.dataset_id = %s AND f.sample_index = t.i",
             (run["test_sample_index"].tolist(), str(dataset["id"]))).fetchone()
-        frame = queries.map_data(conn, dataset, limit=1)
+        frame = queries.map_data(conn, dataset, limit=1, with_relief=False)
     arrays = [np.array(v if v is not None else [], np.float64) for v in (gdop, crb, lat, lon)]
     if len(arrays[0]) != len(run["test_error_m"]):
         raise ValueError("the run's test samples are not all in the dataset")
     return BaselinePoints(run, run["test_error_m"].astype(np.float64), *arrays, frame)
+
+
+def km_text(metres) -> str:
+    """A distance in metres as km with two decimals ('-' for none)."""
+    return "-" if metres is None else f"{metres / 1000:,.2f}"
 
 
 def run_caption(run: dict) -> str:

@@ -252,13 +252,15 @@ def map_boxes(cfg: dict) -> tuple[tuple, Box, Box]:
 
 
 def map_data(conn, dataset: dict, limit: int = SAMPLE_LIMIT,
-             receiver_limit: int = RECEIVER_SAMPLE_LIMIT) -> MapData:
+             receiver_limit: int = RECEIVER_SAMPLE_LIMIT, with_relief: bool = True) -> MapData:
+    """The map's data; ``with_relief`` reads the terrain's grid too (the maps drawn over a
+    raster of their own need only its name)."""
     from heimdall_synth.service.report.relief import dataset_terrain
 
     cfg, dataset_id = dataset["config"], dataset["id"]
     random = bool(cfg["use_random_receivers"])
     with snapshot(conn):
-        terrain = dataset_terrain(conn, cfg)
+        terrain = dataset_terrain(conn, cfg, with_grid=with_relief)
         sample = sample_of(conn, dataset_id, limit)
         # In sample order: the same dataset always draws the same picture.
         tx = conn.execute(f"SELECT f.tx_latitude, f.tx_longitude FROM {_SAMPLED} ORDER BY g.i",
@@ -292,7 +294,7 @@ def split_map_data(conn, dataset: dict) -> SplitMapData:
     from heimdall_synth.kernel.defaults import SPLITS
     cfg = dataset["config"]
     with snapshot(conn):
-        mapped = map_data(conn, dataset)
+        mapped = map_data(conn, dataset, with_relief=False)
         counts = dict(conn.execute(f"SELECT split, count(*) FROM {FEATURES} WHERE "
                                    "dataset_id = %s GROUP BY split",
                                    (str(dataset["id"]),)).fetchall())

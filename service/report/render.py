@@ -74,7 +74,7 @@ def render_png(conn, dataset_id, plot: str) -> bytes:
     with queries.snapshot(conn):
         dataset_uuid = uuid_of(dataset_id, "dataset_id")
         key = (plot, *queries.data_version(conn, dataset_uuid))
-        if plot in ("map", "splits"):  # its relief: the terrain the dataset names, as registered now
+        if plot == "map":  # its relief: the terrain the dataset names, as registered now
             key += queries.terrain_version(conn, dataset_uuid)
         png = PNG_CACHE.get(key)
         if png is None:

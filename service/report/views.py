@@ -64,13 +64,9 @@ def plot_png(dataset_id, plot):
     """One plot of the dataset's report as a PNG image."""
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
-    if plot not in PLOTS:
-        raise NotFoundError(f"no plot {plot!r}; the plots are {', '.join(PLOT_NAMES)}",
-                            field="plot")
+    _known(plot, PLOT_NAMES, "plot")
     from heimdall_synth.service.report.render import render_png
-    png = render_png(get_db(), dataset_id, plot)
-    # A dataset grows (expansions): caches must ask again.
-    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+    return _png(render_png(get_db(), dataset_id, plot))
 
 
 @bp.get(f"{API_PREFIX}/datasets/<dataset_id>/samples/<int:sample_index>/signal/<plot>.png")
@@ -78,13 +74,9 @@ def signal_png(dataset_id, sample_index, plot):
     """A picture of one iq_raw sample's signal as a PNG image."""
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
-    if plot not in SIGNAL_PLOTS:
-        raise NotFoundError(f"no signal picture {plot!r}; they are {', '.join(SIGNAL_PLOTS)}",
-                            field="plot")
+    _known(plot, SIGNAL_PLOTS, "signal picture")
     from heimdall_synth.service.report.signal_plots import render_signal_png
-    png = render_signal_png(get_db(), dataset_id, sample_index, plot)
-    # As the report's plots: caches ask again (the dataset may be renamed, named in the title).
-    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+    return _png(render_signal_png(get_db(), dataset_id, sample_index, plot))
 
 
 @bp.get(f"{API_PREFIX}/datasets/<dataset_id>/baselines")
@@ -106,12 +98,9 @@ def baseline_png(dataset_id, run_id, plot):
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     run_id = parse_uuid(run_id, "run_id")
     query_args(())
-    if plot not in BASELINE_PLOTS:
-        raise NotFoundError(f"no picture {plot!r}; they are {', '.join(BASELINE_PLOTS)}",
-                            field="plot")
+    _known(plot, tuple(BASELINE_PLOTS), "picture")
     from heimdall_synth.service.report.render import render_baseline_png
-    png = render_baseline_png(get_db(), dataset_id, run_id, plot)
-    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+    return _png(render_baseline_png(get_db(), dataset_id, run_id, plot))
 
 
 @bp.get("/datasets/<dataset_id>/report")
@@ -120,7 +109,7 @@ def page(dataset_id):
     dataset_id = parse_uuid(dataset_id, "dataset_id")
     query_args(())
     from heimdall_synth.service.report.queries import outcomes, snapshot
-    from heimdall_synth.service.report.baseline_plots import BASELINE_PLOTS
+    from heimdall_synth.service.report.baseline_plots import BASELINE_PLOTS, km_text
     from heimdall_synth.service.report.relief import dataset_terrain
     from heimdall_synth.service.storage.baselines import list_runs
     conn = get_db()
@@ -151,15 +140,22 @@ def page(dataset_id):
         config=[(key, _number(config.get(key))) for key in rows],
         plots=[(name, title, url_for("report.plot_png", dataset_id=dataset_id, plot=name))
                for name, title in PLOTS.items()],
-        signals=signals, signal_sample=SIGNAL_SAMPLE, runs=runs, km=_km,
+        signals=signals, signal_sample=SIGNAL_SAMPLE, runs=runs, km=km_text,
         baseline_plots=[(name, title, url_for("report.baseline_png", dataset_id=dataset_id,
                                               run_id=runs[0]["id"], plot=name))
                         for name, title in BASELINE_PLOTS.items()] if runs else [],
         api_url=f"{API_PREFIX}/datasets/{dataset_id}", jobs_url=f"{API_PREFIX}/jobs")
 
 
-def _km(metres) -> str:
-    return "-" if metres is None else f"{metres / 1000:,.2f}"
+def _known(plot: str, names, what: str) -> None:
+    """NotFoundError naming ``plot`` unless it is one of ``names``."""
+    if plot not in names:
+        raise NotFoundError(f"no {what} {plot!r}; they are {', '.join(names)}", field="plot")
+
+
+def _png(png: bytes) -> Response:
+    # Data grows (expansions) and names change (titles show them): caches must ask again.
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
 
 
 def _number(value) -> str:
