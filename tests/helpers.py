@@ -186,6 +186,16 @@ WIDE_AREA = {"frequency_mhz": 50.0, "use_random_receivers": True, "noise_floor_d
              "area_lon_max": 30.0}
 
 
+def in_simulator(script: str, *args: str):
+    """What ``script`` prints last (JSON), run in a new process on numba-cuda's simulator
+    (NUMBA_ENABLE_CUDASIM=1 must be set before numba.cuda is imported)."""
+    res = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT,
+                         env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def jacksboro():
     """matplotlib's sample elevation model (344 x 403 cells of 3 arc-seconds, Tennessee) as an
     ElevationGrid: real terrain for tests."""
