@@ -34,6 +34,7 @@ import numba
 import numpy as np
 
 from .attempt import window_powers
+from .dft import dft, idft, no_plans
 from .jit import njit
 from .layout import R_DIST, R_FADING, R_FOFF, R_LOS, R_RSSI, STREAM_LINK
 from .rng import GOLDEN, attempt_key, mix64, normal, slot_key, uniform
@@ -120,16 +121,22 @@ def transmitted(key, fs, capture, bandwidth_hz, lead_in):
     """The transmitted complex baseband, unit amplitude, over the lead-in and the capture:
     FM of the sample's audio with peak deviation DEVIATION_PER_BANDWIDTH x bandwidth."""
     n = lead_in + capture
-    m = np.empty(n)
-    audio(key, fs, -lead_in / fs, m)
-    deviation = DEVIATION_PER_BANDWIDTH * bandwidth_hz
     s = np.empty(n, np.complex128)
+    transmitted_into(key, fs, bandwidth_hz, lead_in, np.empty(n), s)
+    return s
+
+
+@njit
+def transmitted_into(key, fs, bandwidth_hz, lead_in, m, s):
+    """``transmitted`` into s (its length: lead-in and capture), m the audio's scratch."""
+    n = s.shape[0]
+    audio(key, fs, -lead_in / fs, m[:n])
+    deviation = DEVIATION_PER_BANDWIDTH * bandwidth_hz
     phase = 0.0
     step = 2.0 * math.pi * deviation / fs
     for i in range(n):
         phase += step * m[i]
         s[i] = complex(math.cos(phase), math.sin(phase))
-    return s
 
 
 #: Phasor runs are re-anchored exactly this often (the recurrence drifts by about 1e-16 per
@@ -170,10 +177,19 @@ def delay_phasors(fs, delay_s, out):
 def channel_response(key, j, fs, n, delay_s):
     """Receiver j's channel at the n FFT bins: its delay and its 2-3 echoes,
     H(f) = e^(-j 2 pi f d) (1 + sum_e g_e e^(-j 2 pi f d_e))."""
+    h = np.empty(n, np.complex128)
+    channel_response_into(key, j, fs, delay_s, h, np.empty(n, np.complex128))
+    return h
+
+
+@njit
+def channel_response_into(key, j, fs, delay_s, h, run):
+    """``channel_response`` into h (n bins), run a scratch of n."""
+    n = h.shape[0]
     hk = slot_key(key, STREAM_IQ, 2 + j)
     echoes = 2 if uniform(hk, H_ECHOES) < 0.5 else 3
-    h = np.ones(n, np.complex128)
-    run = np.empty(n, np.complex128)
+    for k in range(n):
+        h[k] = 1.0
     for e in range(echoes):
         delay = (0.5 + 4.5 * uniform(hk, H_DELAY0 + e)) * 1e-6
         amplitude = 10.0 ** ((-25.0 + 15.0 * uniform(hk, H_POWER0 + e)) / 20.0)
@@ -184,7 +200,6 @@ def channel_response(key, j, fs, n, delay_s):
     delay_phasors(fs, delay_s, run)
     for k in range(n):
         h[k] *= run[k]
-    return h
 
 
 NOISE_BLOCK = 32  # IQ samples per noise key: two normals each, subs 0..63
@@ -206,7 +221,29 @@ def receive(key, j, spectrum, fs, capture, lead_in, delay_s, offset_hz, window_d
     (complex64, ``capture`` samples). window_dbm[w]: the received power of each measurement
     window (the link budget's); noise_dbm: the noise floor in the channel bandwidth."""
     n = spectrum.shape[0]
-    y = np.fft.ifft(spectrum * channel_response(key, j, fs, n, delay_s))
+    scratch = np.empty((RECEIVE_ROWS, n), np.complex128)
+    plans_i, plans_t, work = no_plans()
+    receive_into(key, j, spectrum, fs, capture, lead_in, delay_s, offset_hz, window_dbm,
+                 noise_dbm, bandwidth_hz, out, scratch, plans_i, plans_t, work)
+
+
+#: receive_into's complex scratch rows (each as long as the spectrum).
+W_CHANNEL, W_RUN, W_RECEIVED, W_CARRIER = range(4)
+RECEIVE_ROWS = 4
+
+
+@njit
+def receive_into(key, j, spectrum, fs, capture, lead_in, delay_s, offset_hz, window_dbm,
+                 noise_dbm, bandwidth_hz, out, scratch, plans_i, plans_t, work):
+    """``receive`` with its scratch given: complex (RECEIVE_ROWS, spectrum's length), and the
+    transform's plans and work (``kernel.dft``)."""
+    n = spectrum.shape[0]
+    h = scratch[W_CHANNEL]
+    channel_response_into(key, j, fs, delay_s, h, scratch[W_RUN])
+    for k in range(n):
+        h[k] = spectrum[k] * h[k]
+    y = scratch[W_RECEIVED]
+    idft(h, y, plans_i, plans_t, work)
     power = 0.0
     for i in range(capture):
         v = y[lead_in + i]
@@ -218,7 +255,7 @@ def receive(key, j, spectrum, fs, capture, lead_in, delay_s, offset_hz, window_d
     per_window = capture // windows
     sigma = math.sqrt(10.0 ** ((noise_dbm + 10.0 * math.log10(fs / bandwidth_hz)) / 10.0) / 2.0)
     two_pi = 2.0 * math.pi
-    carrier = np.empty(capture, np.complex128)
+    carrier = scratch[W_CARRIER, :capture]
     phasor_run(two_pi * offset_hz / fs, carrier)
     for w in range(windows):
         first = w * per_window
@@ -237,12 +274,21 @@ def window_dbm(key, j, rx_row, chunks, fading_on, out):
     its mean rssi less its fading, plus each window's fading, drawn exactly as the budget
     drew them (``attempt.window_powers``)."""
     lk = slot_key(key, STREAM_LINK, j)
-    power_db = np.empty(chunks)
-    fading = window_powers(lk, rx_row[R_LOS] > 0.5, chunks, fading_on, power_db)
+    fading = window_powers(lk, rx_row[R_LOS] > 0.5, chunks, fading_on, out)
     base = rx_row[R_RSSI] - rx_row[R_FADING]
     for w in range(chunks):
-        out[w] = base + power_db[w]
+        out[w] = base + out[w]
     return fading
+
+
+def lead_in_samples(fs: float) -> int:
+    """IQ samples of the lead-in before the capture at sample rate fs."""
+    return int(math.ceil(LEAD_IN_S * fs))
+
+
+#: synthesize_core's complex scratch rows (each as long as lead-in and capture).
+W_SIGNAL, W_SPECTRUM = RECEIVE_ROWS, RECEIVE_ROWS + 1
+SYNTHESIS_ROWS = RECEIVE_ROWS + 2
 
 
 @njit
@@ -250,15 +296,32 @@ def synthesize_sample(seed, attempt, rx, n_rx, chunks, fading_on, fs, capture, b
                       noise_dbm, out):
     """Every receiver's IQ of one accepted sample into out[:n_rx] (complex64, receivers x
     capture samples). rx: the sample's receiver rows of ``AttemptBatch.rx``."""
-    key = attempt_key(np.uint64(seed), np.uint64(attempt))
     lead_in = int(math.ceil(LEAD_IN_S * fs))
-    s = transmitted(key, fs, capture, bandwidth_hz, lead_in)
-    spectrum = np.fft.fft(s)
-    powers = np.empty(chunks)
+    n = lead_in + capture
+    plans_i, plans_t, work = no_plans()
+    synthesize_core(seed, attempt, rx, n_rx, chunks, fading_on, fs, capture, bandwidth_hz,
+                    noise_dbm, lead_in, out, np.empty((SYNTHESIS_ROWS, n), np.complex128),
+                    np.empty(max(n, chunks)), plans_i, plans_t, work)
+
+
+@njit
+def synthesize_core(seed, attempt, rx, n_rx, chunks, fading_on, fs, capture, bandwidth_hz,
+                    noise_dbm, lead_in, out, scratch, real_scratch, plans_i, plans_t, work):
+    """``synthesize_sample`` with its scratch given (it allocates nothing: the CUDA target
+    runs it too): complex (SYNTHESIS_ROWS, lead_in + capture), real (at least lead_in +
+    capture and chunks), and the transform's plans and work (``kernel.dft``)."""
+    key = attempt_key(np.uint64(seed), np.uint64(attempt))
+    n = lead_in + capture
+    s = scratch[W_SIGNAL, :n]
+    transmitted_into(key, fs, bandwidth_hz, lead_in, real_scratch, s)
+    spectrum = scratch[W_SPECTRUM, :n]
+    dft(s, spectrum, plans_i, plans_t, work)
+    powers = real_scratch[:chunks]
     for j in range(n_rx):
         window_dbm(key, j, rx[j], chunks, fading_on, powers)
-        receive(key, j, spectrum, fs, capture, lead_in, rx[j, R_DIST] * 1000.0 /
-                SPEED_OF_LIGHT_M_S, rx[j, R_FOFF], powers, noise_dbm, bandwidth_hz, out[j])
+        receive_into(key, j, spectrum, fs, capture, lead_in, rx[j, R_DIST] * 1000.0 /
+                     SPEED_OF_LIGHT_M_S, rx[j, R_FOFF], powers, noise_dbm, bandwidth_hz,
+                     out[j], scratch, plans_i, plans_t, work)
 
 
 @njit(parallel=True)

@@ -5,25 +5,11 @@ CPU kernel functions draw, from the same source."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from heimdall_synth.kernel import gpu
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def in_simulator(script: str, *args: str):
-    """What ``script`` prints last (JSON), run in a new process on numba-cuda's simulator."""
-    res = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT,
-                         env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"},
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+from tests.helpers import in_simulator
 
 SCRIPT = """
 import json, sys
@@ -159,41 +145,109 @@ def test_a_job_runs_its_attempts_on_the_cuda_target_and_expands_on_the_cpu(conn,
     assert get_dataset(conn, cpu_id)["devices"] == [expanded.device]
 
 
+SIGNALS_SCRIPT = """
+import json
+import numpy as np
+from heimdall_synth.kernel import GenerationConfig, gpu, iq, iq_features, run_attempts
+assert gpu.simulated()
+cfg = GenerationConfig.from_dict({"num_chunks": 2})
+batch = run_attempts(cfg, 5, 0, 100)
+rows = np.flatnonzero(batch.valid)[:2]
+fs, ms = 13_000.0, 6.0
+signal = (cfg.num_chunks, fs, ms, cfg.bandwidth_hz, cfg.noise_floor_dbm)
+x_cpu = iq.synthesize(batch, rows, 5, *signal)
+x_dev = gpu.synthesize_gpu(batch, rows, 5, *signal)
+x_bounded = gpu.synthesize_gpu(batch, rows, 5, *signal, memory_bytes=1)  # a launch a sample
+n_rx = batch.n_receivers[rows]
+f_cpu = iq_features.measure(x_cpu, n_rx, cfg.num_chunks, fs, cfg.bandwidth_hz)
+f_dev = gpu.measure_gpu(x_dev, n_rx, cfg.num_chunks, fs, cfg.bandwidth_hz, memory_bytes=1)
+print(json.dumps({
+    "iq": gpu.iq_disagreement(x_cpu, x_dev), "iq_nonzero": int(np.count_nonzero(x_dev)),
+    "iq_size": int(n_rx.sum()) * x_dev.shape[2],
+    "bounded_identical": bool(np.array_equal(x_dev, x_bounded)),
+    "features": gpu.float_disagreement(f_cpu, f_dev),
+    "padding_nan": bool(np.isnan(f_dev[0, n_rx[0]:]).all()),
+    "features_finite": int(np.isfinite(f_dev).sum()), "receivers": int(n_rx.sum())}))
+"""
+
+
+def test_the_signals_on_the_cuda_target_equal_the_cpus():
+    """iq_raw synthesis and feature extraction twinned for CUDA (with kernel.fft's transforms
+    in place of numpy.fft): the IQ and the features agree within the stated tolerances, and
+    launches cut to bound device memory give the same IQ as one launch."""
+    out = in_simulator(SIGNALS_SCRIPT)
+    assert out["iq"] <= gpu.IQ_RTOL and out["features"] <= gpu.FLOAT_RTOL, out
+    assert out["iq_nonzero"] == out["iq_size"] > 0  # every present receiver's IQ was written
+    assert out["bounded_identical"] and out["padding_nan"], out
+    assert out["features_finite"] == out["receivers"] * 16 * 4
+
+
 IQ_SCRIPT = """
 import json, sys
-from heimdall_synth.kernel.config import ConfigError
 from heimdall_synth.service.engine.loop import run_job
 from heimdall_synth.service.engine.request import GenerateRequest
 from heimdall_synth.service.storage import jobs
 from heimdall_synth.service.storage.database import connect
 url, out = sys.argv[1], {}
-try:
-    GenerateRequest.from_dict({"name": "iq", "num_samples": 2, "dataset_type": "iq_raw",
-                               "use_gpu": True})
-except ConfigError as exc:
-    out["refused"] = exc.field
 with connect(url) as conn:
-    made = jobs.create_job(conn, GenerateRequest.from_dict(
-        {"name": "iq", "num_samples": 2, "dataset_type": "iq_raw", "iq_duration_ms": 20,
-         "iq_sample_rate_hz": 25000}))
-    out["null_device"] = run_job(url, made["job_id"]).device
-    grown = jobs.create_job(conn, GenerateRequest.from_dict(
-        {"expand_dataset_id": str(made["dataset_id"]), "num_samples": 2, "use_gpu": True}))
-    try:
-        run_job(url, grown["job_id"])
-    except Exception as exc:  # a failed job raises JobError; its row keeps the error
-        out["raised"] = type(exc).__name__
-    job = jobs.get_job(conn, grown["job_id"])
-    out["expand_status"], out["expand_error"] = job["status"], job["error"]
+    made = jobs.create_job(conn, GenerateRequest.from_dict(json.loads(sys.argv[2])))
+    result = run_job(url, made["job_id"])
+    out["status"], out["device"] = result.status, result.device
+    out["dataset_id"] = str(made["dataset_id"])
 print(json.dumps(out))
 """
 
+IQ_JOB = {"dataset_type": "iq_raw", "iq_sample_rate_hz": 13_000, "iq_duration_ms": 10,
+          "num_chunks": 2, "iq_storage": "postgres", "iq_format": "cf32", "seed": 31}
 
-def test_iq_raw_stays_on_the_cpu_even_with_a_device(conn, db_url):
-    """Its signals have no device path, and IQ regenerated later (on the CPU) must come from
-    the attempts its features were measured from: null runs it on the CPU, true is refused."""
-    out = in_simulator(IQ_SCRIPT, db_url)
-    assert out["refused"] == "use_gpu"
-    assert out["null_device"].startswith("cpu")
-    assert out["raised"] == "JobError" and out["expand_status"] == "failed"
-    assert "iq_raw runs on the CPU" in out["expand_error"]
+
+def iq_columns(conn, dataset_id):
+    """Every iq_* feature column of the dataset's rows, as one float array."""
+    from heimdall_synth.kernel.defaults import IQ_FEATURE_COLUMNS
+    with conn.transaction():
+        got = conn.execute(f"SELECT {', '.join(IQ_FEATURE_COLUMNS)} FROM "
+                           "heimdall.measurement_features WHERE dataset_id = %s ORDER BY "
+                           "sample_index", (dataset_id,)).fetchall()
+    return np.array(got, np.float64)
+
+
+def captures(conn, dataset_id):
+    with conn.transaction():
+        got = conn.execute("SELECT iq FROM heimdall.iq_captures WHERE dataset_id = %s ORDER BY "
+                           "sample_index, receiver", (dataset_id,)).fetchall()
+    return [np.frombuffer(row[0], "<f4").view(np.complex64) for row in got]
+
+
+def test_an_iq_raw_job_runs_on_the_cuda_target_and_expands_on_the_cpu(conn, db_url):
+    """An iq_raw job on the simulated device (use_gpu true: attempts, synthesis and features),
+    expanded on the CPU: the attempts' columns equal a CPU-only dataset's exactly, the
+    features (float4 columns) and the stored IQ within the stated tolerance."""
+    from tests.helpers import expand, generate, row_digests
+    out = in_simulator(IQ_SCRIPT, db_url, json.dumps(
+        dict(IQ_JOB, name="iq-on-gpu", num_samples=2, use_gpu=True)))
+    assert out["status"] == "completed" and out["device"] == "cuda: numba-cuda simulator"
+    grown = expand(conn, db_url, out["dataset_id"], 1, use_gpu=False)
+    assert grown.status == "completed" and grown.device.startswith("cpu")
+    cpu_id, _ = generate(conn, db_url, "iq-on-cpu", 3, **dict(IQ_JOB, use_gpu=False))
+    assert row_digests(db_url, out["dataset_id"]) == row_digests(db_url, cpu_id)
+    dev, cpu = iq_columns(conn, out["dataset_id"]), iq_columns(conn, cpu_id)
+    assert dev.shape == cpu.shape and np.isfinite(cpu).sum() > 0
+    # float4 columns: the device's float64 features round to the same or the next float32
+    assert np.array_equal(np.isnan(dev), np.isnan(cpu))
+    assert np.allclose(dev, cpu, rtol=2.0 ** -22, atol=0.0, equal_nan=True)
+    dev_iq, cpu_iq = captures(conn, out["dataset_id"]), captures(conn, cpu_id)
+    assert len(dev_iq) == len(cpu_iq) > 0
+    assert max(gpu.iq_disagreement(c[None], d[None]) for c, d in zip(cpu_iq, dev_iq)) <= \
+        gpu.IQ_RTOL
+
+
+def test_use_gpu_true_for_iq_raw_is_refused_without_a_device():
+    """iq_raw asks for a device like any dataset: refused naming use_gpu where there is none."""
+    from heimdall_synth.kernel.config import ConfigError
+    from heimdall_synth.service.engine.request import GenerateRequest
+    try:
+        GenerateRequest.from_dict(dict(IQ_JOB, name="iq", num_samples=2, use_gpu=True))
+    except ConfigError as exc:
+        assert exc.field == "use_gpu" and "has none" in str(exc)
+    else:
+        raise AssertionError("use_gpu true was accepted without a device")

@@ -52,15 +52,11 @@ def _device(threads: int | None, gpu: dict | None = None) -> str:
 
 
 def _gpu_for(use_gpu, cfg) -> dict | None:
-    """The CUDA device a job runs its attempts on: none for false, the machine's (if any) for
-    null, and for true the machine's or JobError (a job queued where there was one). iq_raw
-    runs on the CPU: its signals have no device path yet, and IQ regenerated later (on the
-    CPU) must come from the very attempts its features were measured from."""
-    if use_gpu is False or (cfg.is_iq and use_gpu is None):
+    """The CUDA device a job runs on (its attempts and, for iq_raw, its signals): none for
+    false, the machine's (if any) for null, and for true the machine's or JobError (a job
+    queued where there was one)."""
+    if use_gpu is False:
         return None
-    if cfg.is_iq:
-        from heimdall_synth.kernel.gpu import IQ_ON_CPU_ONLY
-        raise JobError(f"use_gpu is {IQ_ON_CPU_ONLY}")
     from heimdall_synth.kernel.gpu import device_info
     info = device_info()
     if use_gpu is True and info is None:

@@ -204,12 +204,19 @@ class Producer:
         data. Returns (features, capture rows or None); the IQ itself is dropped here."""
         from heimdall_synth.kernel import iq, iq_features
         cfg = self.cfg
-        x = iq.synthesize(batch, take, self.seed, cfg.num_chunks, cfg.iq_sample_rate_hz,
-                          cfg.iq_duration_ms, cfg.bandwidth_hz, cfg.noise_floor_dbm,
-                          fading=cfg.enable_fading, threads=self.threads)
+        signal = (cfg.num_chunks, cfg.iq_sample_rate_hz, cfg.iq_duration_ms, cfg.bandwidth_hz,
+                  cfg.noise_floor_dbm)
         n_rx = batch.n_receivers[take]
-        features = iq_features.measure(x, n_rx, cfg.num_chunks, cfg.iq_sample_rate_hz,
-                                       cfg.bandwidth_hz, threads=self.threads)
+        windows, rate, bandwidth = cfg.num_chunks, cfg.iq_sample_rate_hz, cfg.bandwidth_hz
+        if self.gpu is None:
+            x = iq.synthesize(batch, take, self.seed, *signal, fading=cfg.enable_fading,
+                              threads=self.threads)
+            features = iq_features.measure(x, n_rx, windows, rate, bandwidth,
+                                           threads=self.threads)
+        else:
+            from heimdall_synth.kernel.gpu import measure_gpu, synthesize_gpu
+            x = synthesize_gpu(batch, take, self.seed, *signal, fading=cfg.enable_fading)
+            features = measure_gpu(x, n_rx, windows, rate, bandwidth)
         rows = None
         if cfg.iq_storage == "postgres":
             rows = pack_capture_rows(x, n_rx, self.dataset_id, self.next_sample, cfg.iq_format)

@@ -83,9 +83,7 @@ class GenerateRequest:
             raise ConfigError("num_samples", "is required")
         given = {k: check_field(k, v) for k, v in d.items()}
         if given.get("use_gpu") is True:
-            from heimdall_synth.kernel.gpu import IQ_ON_CPU_ONLY, device_info
-            if given.get("dataset_type") == "iq_raw":
-                raise ConfigError("use_gpu", IQ_ON_CPU_ONLY)
+            from heimdall_synth.kernel.gpu import device_info
             if device_info() is None:
                 # Refused, never silently run on the CPU. null (choose) and false run on the
                 # CPU here, and the job's device says so.
