@@ -241,13 +241,50 @@ def test_an_iq_raw_job_runs_on_the_cuda_target_and_expands_on_the_cpu(conn, db_u
         gpu.IQ_RTOL
 
 
-def test_use_gpu_true_for_iq_raw_is_refused_without_a_device():
-    """iq_raw asks for a device like any dataset: refused naming use_gpu where there is none."""
-    from heimdall_synth.kernel.config import ConfigError
-    from heimdall_synth.service.engine.request import GenerateRequest
+SIMULATOR = {"NUMBA_ENABLE_CUDASIM": "1"}
+
+
+def test_use_gpu_over_http_and_the_cli_where_there_is_a_device(db_url, tmp_path):
+    """A server and the CLI on a machine with a (simulated) device: use_gpu true runs there,
+    null chooses it (iq_raw too), false stays on the CPU; each job records its device."""
+    from tests.helpers import cli_json
+    from tests.http_client import ServerProcess
+    server = ServerProcess(db_url, tmp_path / "server.log", env=SIMULATOR)
     try:
-        GenerateRequest.from_dict(dict(IQ_JOB, name="iq", num_samples=2, use_gpu=True))
-    except ConfigError as exc:
-        assert exc.field == "use_gpu" and "has none" in str(exc)
-    else:
-        raise AssertionError("use_gpu true was accepted without a device")
+        api = server.client
+        devices = {}
+        for name, fields in {"true": {"use_gpu": True}, "null": {},
+                             "false": {"use_gpu": False},
+                             "iq": dict(IQ_JOB, iq_storage="regenerate")}.items():
+            created = api.generate(name=f"http-{name}", num_samples=2, batch_size=16,
+                                   **fields)
+            job = api.wait(created["job_id"], timeout=300)
+            assert job["status"] == "completed", job
+            devices[name] = job["device"]
+            dataset = api.get(f"/datasets/{created['dataset_id']}").json
+            assert dataset["devices"] == [job["device"]]
+    finally:
+        server.terminate()
+    simulated = "cuda: numba-cuda simulator"
+    assert devices == {"true": simulated, "null": simulated,
+                       "false": devices["false"], "iq": simulated}
+    assert devices["false"].startswith("cpu")
+    on_gpu = cli_json(db_url, "generate", "--name", "cli-gpu", "--num-samples", 2,
+                      "--batch-size", 16, "--use-gpu", env=SIMULATOR, timeout=300)
+    on_cpu = cli_json(db_url, "generate", "--name", "cli-cpu", "--num-samples", 2,
+                      "--no-use-gpu", env=SIMULATOR, timeout=300)
+    assert on_gpu["device"] == simulated and on_cpu["device"].startswith("cpu")
+
+
+def test_use_gpu_true_over_http_and_the_cli_without_a_device(api, db_url):
+    """No device here: true is a 422 / exit 2 naming use_gpu, and nothing changes."""
+    from tests.helpers import cli, db_state
+    before = db_state(db_url)
+    for fields in ({}, {"dataset_type": "iq_raw"}):
+        reply = api.post("/generate", {"name": "no-gpu", "num_samples": 2, "use_gpu": True,
+                                       **fields})
+        assert reply.status == 422, reply
+        assert reply.json["error"] == "invalid_field" and reply.json["field"] == "use_gpu"
+    res = cli(db_url, "generate", "--name", "no-gpu", "--num-samples", 2, "--use-gpu")
+    assert res.returncode == 2 and "use_gpu" in res.stderr, res.stderr
+    assert db_state(db_url) == before
