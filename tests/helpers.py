@@ -146,12 +146,13 @@ def expand(conn, url, dataset_id, n, **fields):
     return run_job(url, created["job_id"])
 
 
-def run_and_die(url, job_id, die_after):
-    """In a spawned process: run the job and SIGKILL ourselves after ``die_after`` commits."""
+def run_and_die(url, job_id, die_after, **options):
+    """In a spawned process: run the job and SIGKILL ourselves after ``die_after`` commits
+    (``options``: run_job's, e.g. a Dask cluster)."""
     def on_event(event):
         if event["type"] == "batch" and event["batch"] == die_after:
             os.kill(os.getpid(), signal.SIGKILL)
-    run_job(url, job_id, on_event=on_event)
+    run_job(url, job_id, on_event=on_event, **options)
 
 
 # ---- the command line in a subprocess --------------------------------------------------------

@@ -550,3 +550,26 @@ def test_the_dashboard_files_ship_with_the_package():
              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
     assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), files
     assert any(r.startswith("playwright") for r in cfg["options.extras_require"]["test"].split())
+
+
+def test_a_job_on_a_dask_cluster_shows_where_it_runs_and_its_shards(browser, db_url):
+    """A service whose jobs run on a Dask cluster (DASK_SCHEDULER): the job's card names the
+    cluster and counts the shards its workers evaluated, live."""
+    import distributed
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as local:
+        srv = start_server(db_url, KERNEL_THREADS=1, DASK_SCHEDULER=local.scheduler_address)
+        try:
+            dash = Dashboard(browser, srv.url)
+            dash.page.fill("#create-name", "dash-cluster")
+            dash.page.fill("#create-num_samples", "50000000")
+            dash.submit("create")
+            card = dash.card(dash.accepted_job_id("create"))
+            expect(card.locator(".device")).to_have_text(re.compile(
+                rf"^device: dask: {re.escape(local.scheduler_address)} \(1 worker\) · "
+                r"[\d,]+ shards done$"), timeout=WAIT_MS)
+            card.locator("button.cancel").click()
+            expect(card).to_have_attribute("data-status", "cancelled", timeout=WAIT_MS)
+            dash.close()
+        finally:
+            srv.stop()

@@ -47,7 +47,9 @@ def _database(args):
 def _runner(args, url):
     """The job runner with one worker: the CLI's jobs run in the foreground, one at a time."""
     from heimdall_synth.service.engine.runner import JobRunner
-    runner = JobRunner(url, workers=1, threads=args.threads)
+    runner = JobRunner(url, workers=1, threads=args.threads,
+                       cluster=getattr(args, "cluster", None),
+                       cluster_workers=getattr(args, "workers", None))
     try:
         yield runner
     finally:

@@ -26,6 +26,18 @@ from heimdall_synth.service.cli.output import fail
 from heimdall_synth.service.engine.request import ConflictError, NotFoundError, NotIQError
 
 
+def cluster_workers(text: str) -> int:
+    """--workers: a whole number of worker processes, 1 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1 or str(n) != text.strip():
+        raise argparse.ArgumentTypeError(f"workers: {text!r} is not a whole number of "
+                                         "processes, 1 or more")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Global options are accepted before or after the subcommand: the copy on each subparser
     # has SUPPRESS defaults, so it only overrides what the main parser set when it is given.
@@ -59,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("dataset", metavar="DATASET", help="dataset id or name")
     exp.add_argument("--request", metavar="FILE", help="JSON request object ('-': stdin)")
     add_parameter_options(exp, exclude=("name", "description", "expand_dataset_id"))
+    resume = command("resume", cmd_resume, "continue a stopped job to its original target")
+    resume.add_argument("job", metavar="JOB", help="job id")
+    for p in (gen, exp, resume):
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--cluster", metavar="ADDRESS", help="evaluate the attempts on the "
+                           "Dask cluster whose scheduler is at ADDRESS (tcp://host:8786; the "
+                           "distributed extra)")
+        where.add_argument("--workers", metavar="N", type=cluster_workers, help="evaluate the "
+                           "attempts on a local Dask cluster of N worker processes")
 
     ds = command("datasets", cmd_datasets, "list datasets (metadata and actual counts)")
     ds_sub = ds.add_subparsers(dest="action", metavar="ACTION")
@@ -102,8 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "that receives features.<format> and iq.zarr, a Zarr store of the IQ "
                         "(samples x receivers x IQ samples, complex64)")
     command("cancel", cmd_cancel, "ask a job to stop after its current batch"
-            ).add_argument("job", metavar="JOB", help="job id")
-    command("resume", cmd_resume, "continue a stopped job to its original target"
             ).add_argument("job", metavar="JOB", help="job id")
     srv = command("serve", cmd_serve, "serve the HTTP API (waitress; loopback unless a token "
                   "is set in HEIMDALL_SYNTH_API_TOKEN)")

@@ -15,6 +15,7 @@ before it commits). Its status changes go through the job state machine (``engin
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -66,6 +67,40 @@ def _gpu_for(use_gpu, cfg) -> dict | None:
     return info
 
 
+def _job_cluster(stack, cluster: str | None, workers: int | None):
+    """The Dask client a job evaluates its attempts on (kept open by ``stack``), None for
+    in-process, or the JobError saying why there is none (no distributed, no scheduler)."""
+    if not (cluster or workers):
+        return None
+    from heimdall_synth.service.engine.cluster import cluster_client
+    try:
+        return stack.enter_context(cluster_client(cluster, workers))
+    except Exception as exc:  # noqa: BLE001 - ImportError, OSError, timeouts: the job says it
+        where = f"the Dask scheduler at {cluster}" if cluster else "a local Dask cluster"
+        return JobError(f"{where} could not be used: {exc}")
+
+
+def _cluster_device(client, use_gpu) -> tuple[str, JobError | None]:
+    """The job's device on a Dask cluster, and the error that fails the job (a refused
+    worker, use_gpu true: the workers run the kernel on their CPUs)."""
+    from heimdall_synth.service.engine.cluster import ClusterError, check_workers
+    address = client.scheduler.address
+    try:
+        workers = check_workers(client)
+    except ClusterError as exc:
+        return f"dask: {address}", JobError(str(exc))
+    device = f"dask: {address} ({workers} worker{'' if workers == 1 else 's'})"
+    if use_gpu is True:
+        return device, JobError("use_gpu is true, and a job on a Dask cluster runs on its "
+                                "workers' CPUs; send null or false")
+    return device, None
+
+
+def _cluster_producer(client):
+    from heimdall_synth.service.engine.cluster import ClusterProducer
+    return functools.partial(ClusterProducer, client=client)
+
+
 class _Events:
     """The job's events: kept, and passed to ``on_event``. A callback that raises (a closed
     stderr, a broken client) is logged and never reaches the job's bookkeeping."""
@@ -89,7 +124,8 @@ class _Events:
 
 def run_job(url: str, job_id, *, threads: int | None = None,
             cancel: threading.Event | None = None,
-            on_event: Callable[[dict], None] | None = None) -> JobResult:
+            on_event: Callable[[dict], None] | None = None, cluster: str | None = None,
+            workers: int | None = None) -> JobResult:
     """Run (or resume) a job to its end; return its final record.
 
     Waits, as 'queued', while another job holds the dataset. ``cancel`` (in-process) and the
@@ -98,6 +134,8 @@ def run_job(url: str, job_id, *, threads: int | None = None,
     its stop reason and a message saying what to relax; it is returned, not raised. An error
     rolls back the open batch, records the job 'failed' with its committed counts and the
     error, and raises JobError. ``on_event`` receives status, progress, batch and final events.
+    ``cluster`` (a Dask scheduler's address) or ``workers`` (a local cluster of that many
+    processes) evaluates the attempts there (``service.engine.cluster``).
     """
     job_id = str(job_id)
     t0 = time.perf_counter()
@@ -125,7 +163,7 @@ def run_job(url: str, job_id, *, threads: int | None = None,
                     return _finish_unstarted(conn, job, t0, emit, cancel)
                 time.sleep(QUEUE_POLL_S)
         return _run_locked(url, conn, lock_conn.info.backend_pid, job_id, threads, cancel,
-                           emit, t0)
+                           emit, t0, _job_cluster(stack, cluster, workers))
 
 
 def _event_reason(cancel) -> str:
@@ -202,7 +240,8 @@ def _committed_rejections(conn, job_id, fallback: dict) -> dict:
         return fallback
 
 
-def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobResult:
+def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0,
+                client=None) -> JobResult:
     job = _load_job(conn, job_id)
     if job["status"] == "cancelled" or job["cancel_requested"] or cancel.is_set():
         return _finish_unstarted(conn, job, t0, emit, cancel)
@@ -215,6 +254,11 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
     except JobError as exc:
         gpu, gpu_error = None, exc
     device = _device(threads, gpu)
+    if client is not None:  # the attempts run on the cluster's workers (their CPUs)
+        if isinstance(client, JobError):  # no cluster to run on: the job fails saying why
+            gpu, device, gpu_error, client = None, "dask (unreachable)", client, None
+        else:
+            gpu, device, gpu_error = None, *_cluster_device(client, options.get("use_gpu"))
     with conn.transaction():
         ds = conn.execute(
             "SELECT num_samples, next_attempt_index, quality_metrics FROM "
@@ -245,10 +289,11 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
           "requested": requested, "samples_offset": offset, "committed_count": num_samples,
           "device": device})
 
-    producer = Producer(cfg, seed, threads, dataset_id, uuid.UUID(job_id), cfg.frequency_mhz * 1e6,
-                        batch_size, cursor, max_attempts - attempted, requested - generated,
-                        int(job["consecutive_rejections"]), max_run, offset + generated,
-                        gpu=gpu)
+    made_by = Producer if client is None else _cluster_producer(client)
+    producer = made_by(cfg, seed, threads, dataset_id, uuid.UUID(job_id), cfg.frequency_mhz * 1e6,
+                       batch_size, cursor, max_attempts - attempted, requested - generated,
+                       int(job["consecutive_rejections"]), max_run, offset + generated,
+                       gpu=gpu)
     reason = error = None
     exhausted = False
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="heimdall-producer")
@@ -276,7 +321,8 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0) -> JobRe
               "samples_offset": offset, "committed_count": total, "message": msg,
               "rejections": cumulative,
               # this run's samples over this run's time (a resumed job's earlier runs apart)
-              "rate": (new_generated - run_start) / max(time.perf_counter() - t0, 1e-9)})
+              "rate": (new_generated - run_start) / max(time.perf_counter() - t0, 1e-9),
+              **producer.progress()})
         return new_generated, new_attempted
 
     try:

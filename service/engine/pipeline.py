@@ -64,12 +64,17 @@ def consume(batch: AttemptBatch, need: int, run_before: int, max_run: int):
     it takes accepted attempts until ``need`` are taken, and stops at the attempt that makes
     ``max_run`` rejections in a row (``run_before`` of them from earlier batches).
     """
-    n = len(batch)
-    accepted = np.flatnonzero(batch.valid)
+    return consume_valid(batch.valid, need, run_before, max_run)
+
+
+def consume_valid(valid: np.ndarray, need: int, run_before: int, max_run: int):
+    """``consume`` on the attempts' validity flags alone."""
+    n = len(valid)
+    accepted = np.flatnonzero(valid)
     consumed = n if len(accepted) < need else int(accepted[need - 1]) + 1
     # Length of the rejected run ending at each attempt: position - last accepted position.
     positions = np.arange(n)
-    last_accepted = np.maximum.accumulate(np.where(batch.valid, positions, -1 - run_before))
+    last_accepted = np.maximum.accumulate(np.where(valid, positions, -1 - run_before))
     run = positions - last_accepted
     stall = np.flatnonzero(run[:consumed] >= max_run)
     stalled = stall.size > 0
@@ -155,33 +160,30 @@ class Producer:
         while evaluated < count and self.need > 0 and not stalled:
             if self.halted():
                 return None  # the job is stopping: this batch would never commit
-            n = min(self.chunk, count - evaluated)
-            if self.gpu is None:
-                batch = run_attempts(self.cfg, self.seed, self.cursor, n, threads=self.threads,
-                                     inputs=self.inputs, out=self.buffer)
-            else:
-                from heimdall_synth.kernel.gpu import run_attempts_gpu
-                batch = run_attempts_gpu(self.cfg, self.seed, self.cursor, n,
-                                         inputs=self.inputs, out=self.buffer)
-            take, used, stalled, self.run = consume(batch, self.need, self.run, self.max_run)
+            chunk = self.evaluate(min(self.chunk, count - evaluated))
+            n = len(chunk.valid)
+            take, used, stalled, self.run = consume_valid(chunk.valid, self.need, self.run,
+                                                          self.max_run)
             if len(take):
+                rows = chunk.rows_of(take)
+                batch = chunk.batch
                 features = None
                 if self.cfg.is_iq:
-                    features, rows = self.signals(batch, take)
-                    if rows is not None:
-                        captures.append(rows)
-                        capture_rows += int(batch.n_receivers[take].sum())
+                    features, iq_rows = self.signals(chunk, rows)
+                    if iq_rows is not None:
+                        captures.append(iq_rows)
+                        capture_rows += int(batch.n_receivers[rows].sum())
                 cfg = self.cfg
-                split = split_of(batch.tx_latitude[take], batch.tx_longitude[take],
+                split = split_of(batch.tx_latitude[rows], batch.tx_longitude[rows],
                                  cfg.split_cell_m, cfg.split_train, cfg.split_validation)
                 chunks.append(pack_feature_rows(batch, self.dataset_id, self.next_sample,
-                                                self.job_id, self.frequency_hz, rows=take,
+                                                self.job_id, self.frequency_hz, rows=rows,
                                                 iq_features=features, split=split))
-                quality.add(QualityAggregates.partial(batch, take))
-            rejections += np.bincount(batch.reject_reason[:used],
+                quality.add(QualityAggregates.partial(batch, rows))
+            rejections += np.bincount(chunk.reject_reason[:used],
                                       minlength=len(REJECT_REASONS) + 1)
+            valid += int(chunk.valid.sum())
             evaluated += n
-            valid += int(batch.valid.sum())
             consumed += used
             kept += len(take)
             self.cursor += used
@@ -198,29 +200,75 @@ class Producer:
                            IQ_COPY_SQL if self.cfg.is_iq else COPY_SQL, captures or None,
                            capture_rows)
 
-    def signals(self, batch, take):
-        """iq_raw: the IQ of the accepted attempts ``take`` (the samples from self.next_sample
-        on), the features measured from it and, with postgres storage, its captures' COPY
-        data. Returns (features, capture rows or None); the IQ itself is dropped here."""
+    def progress(self) -> dict:
+        """What the job's batch events add about where the work runs (nothing here)."""
+        return {}
+
+    def evaluate(self, n: int) -> "Evaluated":
+        """The next n attempts from the cursor, evaluated (here: by the kernel, in this
+        process; ``service.engine.cluster`` evaluates shards on a Dask cluster)."""
+        if self.gpu is None:
+            batch = run_attempts(self.cfg, self.seed, self.cursor, n, threads=self.threads,
+                                 inputs=self.inputs, out=self.buffer)
+        else:
+            from heimdall_synth.kernel.gpu import run_attempts_gpu
+            batch = run_attempts_gpu(self.cfg, self.seed, self.cursor, n, inputs=self.inputs,
+                                     out=self.buffer)
+        return Evaluated(batch.valid, batch.reject_reason, batch)
+
+    def signals(self, chunk: "Evaluated", rows):
+        """iq_raw: the features measured from the IQ of the accepted attempts ``rows`` of the
+        chunk's batch (the samples from self.next_sample on) and, with postgres storage, their
+        captures' COPY data. Returns (features, capture rows or None); the IQ is dropped here."""
+        cfg = self.cfg
+        if chunk.features is not None:  # measured where the chunk was evaluated
+            x = chunk.iq[rows] if chunk.iq is not None else None
+            features = chunk.features[rows]
+        else:
+            x, features = self.measure(chunk.batch, rows)
+        rows_out = None
+        if cfg.iq_storage == "postgres":
+            rows_out = pack_capture_rows(x, chunk.batch.n_receivers[rows], self.dataset_id,
+                                         self.next_sample, cfg.iq_format)
+        return features, rows_out
+
+    def measure(self, batch, rows):
+        """The IQ of the accepted attempts ``rows`` of ``batch`` and its features."""
         from heimdall_synth.kernel import iq, iq_features
         cfg = self.cfg
         signal = (cfg.num_chunks, cfg.iq_sample_rate_hz, cfg.iq_duration_ms, cfg.bandwidth_hz,
                   cfg.noise_floor_dbm)
-        n_rx = batch.n_receivers[take]
+        n_rx = batch.n_receivers[rows]
         windows, rate, bandwidth = cfg.num_chunks, cfg.iq_sample_rate_hz, cfg.bandwidth_hz
         if self.gpu is None:
-            x = iq.synthesize(batch, take, self.seed, *signal, fading=cfg.enable_fading,
+            x = iq.synthesize(batch, rows, self.seed, *signal, fading=cfg.enable_fading,
                               threads=self.threads)
-            features = iq_features.measure(x, n_rx, windows, rate, bandwidth,
-                                           threads=self.threads)
-        else:
-            from heimdall_synth.kernel.gpu import measure_gpu, synthesize_gpu
-            x = synthesize_gpu(batch, take, self.seed, *signal, fading=cfg.enable_fading)
-            features = measure_gpu(x, n_rx, windows, rate, bandwidth)
-        rows = None
-        if cfg.iq_storage == "postgres":
-            rows = pack_capture_rows(x, n_rx, self.dataset_id, self.next_sample, cfg.iq_format)
-        return features, rows
+            return x, iq_features.measure(x, n_rx, windows, rate, bandwidth,
+                                          threads=self.threads)
+        from heimdall_synth.kernel.gpu import measure_gpu, synthesize_gpu
+        x = synthesize_gpu(batch, rows, self.seed, *signal, fading=cfg.enable_fading)
+        return x, measure_gpu(x, n_rx, windows, rate, bandwidth)
+
+
+@dataclass
+class Evaluated:
+    """A run of consecutive attempts, evaluated: every attempt's validity and rejection
+    reason, and the rows a job may store. In this process ``batch`` holds every attempt; a
+    shard evaluated elsewhere ships only its accepted attempts (``accepted_only``), with, for
+    iq_raw, their features (and IQ, when it is stored) measured there."""
+
+    valid: np.ndarray
+    reject_reason: np.ndarray
+    batch: AttemptBatch
+    accepted_only: bool = False
+    features: np.ndarray | None = None
+    iq: np.ndarray | None = None
+
+    def rows_of(self, take: np.ndarray) -> np.ndarray:
+        """Rows of ``batch`` for the attempts at positions ``take`` (accepted ones)."""
+        if not self.accepted_only:
+            return take
+        return np.searchsorted(np.flatnonzero(self.valid), take)
 
 
 PRODUCER_NICENESS = 10

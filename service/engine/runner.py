@@ -76,11 +76,15 @@ class JobEntry:
 class JobRunner:
     """Runs jobs in ``workers`` background threads; ``threads`` kernel threads per job."""
 
-    def __init__(self, url: str, workers: int = 2, threads: int | None = None):
+    def __init__(self, url: str, workers: int = 2, threads: int | None = None,
+                 cluster: str | None = None, cluster_workers: int | None = None):
         if workers < 1:
             raise ValueError("JOB_WORKERS must be at least 1")
         self.url = url
         self.threads = threads
+        # where jobs evaluate their attempts: a Dask scheduler's address or a local cluster of
+        # that many processes (run_job's cluster and workers); in-process when neither
+        self.cluster, self.cluster_workers = cluster, cluster_workers
         self.closing = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="heimdall-job")
         self._lock = threading.Lock()
@@ -181,7 +185,9 @@ class JobRunner:
                 return
             try:
                 entry.result = result = run_job(self.url, entry.job_id, threads=self.threads,
-                                                cancel=entry.cancel, on_event=entry.on_event)
+                                                cancel=entry.cancel, on_event=entry.on_event,
+                                                cluster=self.cluster,
+                                                workers=self.cluster_workers)
             except JobError as exc:
                 entry.error = exc
                 log.error("Job %s failed: %s", entry.job_id, exc)

@@ -14,7 +14,8 @@
 
 ``close_app(app)`` stops the job pool and lets go of the database. Config keys (all optional):
 DATABASE_URL, API_TOKEN (default $HEIMDALL_SYNTH_API_TOKEN), JOB_WORKERS (2), KERNEL_THREADS
-(None: the loop's default), EVENTS_POLL_S (0.25), EVENTS_KEEPALIVE_S (10), MAX_CONTENT_LENGTH
+(None: the loop's default), DASK_SCHEDULER (default $HEIMDALL_SYNTH_DASK_SCHEDULER: the jobs'
+attempts are evaluated on that Dask cluster), EVENTS_POLL_S (0.25), EVENTS_KEEPALIVE_S (10), MAX_CONTENT_LENGTH
 (1 MiB), MAX_TERRAIN_UPLOAD (512 MiB: the body of POST /terrains, a multipart upload of elevation
 files). Importing this module does not import the Numba kernel.
 """
@@ -40,6 +41,8 @@ from heimdall_synth.service.http.serialize import JSONProviderStrict
 log = logging.getLogger("heimdall.service")
 
 TOKEN_ENV = "HEIMDALL_SYNTH_API_TOKEN"
+#: The Dask scheduler the service's jobs run on (service/engine/cluster.py), when set.
+SCHEDULER_ENV = "HEIMDALL_SYNTH_DASK_SCHEDULER"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 DEFAULTS: dict[str, Any] = {
@@ -58,6 +61,7 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(DEFAULTS)
     app.config["API_TOKEN"] = os.environ.get(TOKEN_ENV) or None
+    app.config["DASK_SCHEDULER"] = os.environ.get(SCHEDULER_ENV) or None
     app.config.update(config or {})
     app.json = JSONProviderStrict(app)
 
@@ -78,7 +82,8 @@ def create_app(config: dict | None = None) -> Flask:
         from heimdall_synth.service.engine.runner import JobRunner
         pools = open_pools(db.url)
         runner = JobRunner(db.url, workers=int(app.config["JOB_WORKERS"]),
-                           threads=app.config["KERNEL_THREADS"])
+                           threads=app.config["KERNEL_THREADS"],
+                           cluster=app.config["DASK_SCHEDULER"])
     except BaseException:
         for pool in locals().get("pools", {}).values():
             pool.close()

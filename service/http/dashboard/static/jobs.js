@@ -111,7 +111,8 @@ class JobCard {
       this.merge({ generated: data.generated, attempted: data.attempted,
                    rejections: data.rejections, samples_offset: data.samples_offset,
                    requested: data.requested, committed_count: data.committed_count,
-                   dataset_num_samples: data.committed_count, progress: data.message });
+                   dataset_num_samples: data.committed_count, progress: data.message,
+                   workers: data.workers, shards_done: data.shards_done });
       this.panel.datasetMoved(this.job.dataset_id, false);
     });
     source.addEventListener("final", (e) => {
@@ -228,7 +229,9 @@ class JobCard {
     stat("attempted", "attempted", count(j.attempted));
     stat("elapsed", "elapsed", duration(j.duration_s));
     stat("committed", "committed", count(j.committed_count));
-    p.device.textContent = j.device ? `device: ${j.device}` : "";
+    // a job on a Dask cluster: its batch events count the shards its workers evaluated
+    const shards = j.shards_done != null ? ` · ${count(j.shards_done)} shards done` : "";
+    p.device.textContent = j.device ? `device: ${j.device}${shards}` : "";
     show(p.device, Boolean(j.device));
 
     const reasons = Object.entries(j.rejections || {}).sort((a, b) => Number(b[1]) - Number(a[1]));

@@ -1,0 +1,204 @@
+"""A job's attempts evaluated on a Dask distributed cluster (the ``distributed`` extra).
+
+Every attempt is a pure function of (seed, attempt index), so the work splits without shared
+random state. The job's coordinator (the process running ``run_job``) keeps everything that
+makes the contracts hold: it consumes attempts in attempt order, packs the rows and commits
+each batch with the dataset's counters and the job's progress in one transaction, exactly as
+in-process. Only the evaluation moves:
+
+* the coordinator cuts the attempts from the cursor on into shards (the producer's chunk:
+  8,192 attempts, or for iq_raw as many as hold 32 MB of IQ, about a second of signals per
+  shard at the default settings; at most the job's batch size) that never cross the job's
+  attempt budget, and keeps ``SHARDS_PER_WORKER`` per worker in flight;
+* a worker evaluates a shard: the attempt kernel, and for iq_raw the signals of every accepted
+  attempt (synthesis and features; the IQ itself only when it is stored), and ships back the
+  validity flags, rejection reasons and accepted rows;
+* the coordinator takes the results in shard order, so the rows it stores are exactly an
+  in-process run's. Shards evaluated past the target are dropped (at most the window in
+  flight).
+
+Workers never touch the database: they need the project installed, not the database URL. A
+worker killed mid-shard loses nothing: the scheduler runs the shard again elsewhere and the
+result is the same. A coordinator killed mid-job leaves its last committed batch and nothing
+after it, and the job is resumed like any interrupted job. A worker whose model version or
+project version differs from the coordinator's is refused before any of its results is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from importlib import metadata
+
+import numpy as np
+
+from heimdall_synth.kernel.defaults import MODEL_VERSION
+from heimdall_synth.service.engine.pipeline import Evaluated, Producer
+
+#: Shards in flight per worker: one running, one waiting, so a worker never idles between two.
+SHARDS_PER_WORKER = 2
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot run the job (no workers, a refused worker, no distributed)."""
+
+
+def versions() -> dict:
+    """What a worker and its coordinator must agree on."""
+    try:
+        project = metadata.version("heimdall-synth")
+    except metadata.PackageNotFoundError:
+        project = "unknown"
+    return {"model_version": MODEL_VERSION, "project_version": project}
+
+
+def reported_versions() -> dict:
+    """``versions`` as a worker reports it (sent by reference: the worker runs its own)."""
+    return versions()
+
+
+def distributed_module():
+    """dask.distributed, or ClusterError naming the extra."""
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError("running a job on a Dask cluster needs the distributed extra: "
+                           "pip install 'heimdall-synth[distributed]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def cluster_client(address: str | None = None, workers: int | None = None):
+    """A Dask client: on the scheduler at ``address``, or on a local cluster of ``workers``
+    single-threaded worker processes (started here and stopped on exit)."""
+    distributed = distributed_module()
+    if address:
+        client = distributed.Client(address, timeout="10s")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with distributed.LocalCluster(n_workers=int(workers or 1), threads_per_worker=1,
+                                  processes=True, dashboard_address=":0") as local, \
+            distributed.Client(local) as client:
+        yield client
+
+
+# ---------------------------------------------------------------------------- on a worker
+
+#: The worker's packed kernel inputs, by job spec (one job's at a time, the latest).
+_INPUTS: dict = {}
+_INPUTS_LOCK = threading.Lock()
+
+
+def evaluate_shard(spec: dict, start: int, count: int) -> dict:
+    """On a worker: attempts start .. start + count - 1 of the job ``spec`` (config, seed,
+    terrain grid, expected versions), evaluated. Refuses (ClusterError) when this worker's
+    versions differ from the coordinator's, before evaluating anything."""
+    mine = versions()
+    if mine != spec["versions"]:
+        raise ClusterError(f"worker versions {mine} differ from the coordinator's "
+                           f"{spec['versions']}")
+    from heimdall_synth.kernel.batch import pack_config, run_attempts
+    from heimdall_synth.kernel.config import GenerationConfig
+    cfg = GenerationConfig.from_dict(spec["config"])
+    key = spec["key"]
+    with _INPUTS_LOCK:
+        if key not in _INPUTS:
+            _INPUTS.clear()
+            _INPUTS[key] = pack_config(cfg, spec["seed"], spec["terrain"])
+        inputs = _INPUTS[key]
+    batch = run_attempts(cfg, spec["seed"], start, count, threads=1, inputs=inputs)
+    accepted = np.flatnonzero(batch.valid)
+    out = {"valid": batch.valid.copy(), "reject_reason": batch.reject_reason.copy(),
+           "rows": {k: getattr(batch, k)[accepted] for k in batch.ARRAYS},
+           "features": None, "iq": None, "versions": mine}
+    if cfg.is_iq and len(accepted):
+        from heimdall_synth.kernel import iq, iq_features
+        x = iq.synthesize(batch, accepted, spec["seed"], cfg.num_chunks, cfg.iq_sample_rate_hz,
+                          cfg.iq_duration_ms, cfg.bandwidth_hz, cfg.noise_floor_dbm,
+                          fading=cfg.enable_fading, threads=1)
+        out["features"] = iq_features.measure(x, batch.n_receivers[accepted], cfg.num_chunks,
+                                              cfg.iq_sample_rate_hz, cfg.bandwidth_hz,
+                                              threads=1)
+        if cfg.iq_storage == "postgres":
+            out["iq"] = x
+    return out
+
+
+# ----------------------------------------------------------------------- on the coordinator
+
+def check_workers(client) -> int:
+    """The number of workers, after checking each one's versions (ClusterError otherwise)."""
+    mine = versions()
+    found = client.run(reported_versions)
+    if not found:
+        raise ClusterError("the Dask cluster has no workers")
+    for address, theirs in sorted(found.items()):
+        if theirs != mine:
+            raise ClusterError(f"worker {address} runs {theirs}, the coordinator {mine}: "
+                               "install the same project version on every worker")
+    return len(found)
+
+
+class ClusterProducer(Producer):
+    """The producer, with its attempts evaluated on a Dask cluster (module docstring)."""
+
+    def __init__(self, *args, client, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.client = client
+        self.inflight: deque = deque()  # (start, count, future), in attempt order
+        self.spec = None
+        self.shards_done = 0
+        self.workers = 0
+
+    def start(self) -> None:
+        """Check the workers and send them the job (once, before the first shard)."""
+        self.workers = check_workers(self.client)
+        spec = {"config": self.cfg.to_dict(), "seed": self.seed, "terrain": self.terrain,
+                "versions": versions(),
+                "key": f"{self.job_id}:{self.seed}:{self.cfg.to_json()}"}
+        self.spec = self.client.scatter(spec, broadcast=True)
+
+    def evaluate(self, n: int) -> Evaluated:
+        if self.spec is None:
+            self.start()
+        if self.inflight and self.inflight[0][0] != self.cursor:
+            self.drop()  # the cursor moved otherwise than shard by shard: start again there
+        self.fill()
+        start, count, future = self.inflight.popleft()
+        result = future.result()
+        self.fill()
+        self.shards_done += 1
+        if result["versions"] != versions():  # a worker that joined after the check
+            raise ClusterError(f"a worker runs {result['versions']}, the coordinator "
+                               f"{versions()}")
+        from heimdall_synth.kernel.batch import AttemptBatch
+        return Evaluated(result["valid"], result["reject_reason"],
+                         AttemptBatch(**result["rows"]), accepted_only=True,
+                         features=result["features"], iq=result["iq"])
+
+    def fill(self) -> None:
+        """Keep SHARDS_PER_WORKER shards per worker in flight, from the cursor on, within the
+        job's attempt budget."""
+        end = self.cursor + self.budget_left
+        nxt = self.inflight[-1][0] + self.inflight[-1][1] if self.inflight else self.cursor
+        while len(self.inflight) < SHARDS_PER_WORKER * max(self.workers, 1) and nxt < end:
+            count = min(self.chunk, self.batch_size, end - nxt)
+            future = self.client.submit(evaluate_shard, self.spec, nxt, count, pure=False,
+                                        retries=3, key=f"shard-{self.job_id}-{nxt}-{count}")
+            self.inflight.append((nxt, count, future))
+            nxt += count
+
+    def drop(self) -> None:
+        """Cancel the shards in flight (the job is done with them)."""
+        futures = [f for _, _, f in self.inflight]
+        self.inflight.clear()
+        if futures:
+            self.client.cancel(futures)
+
+    def progress(self) -> dict:
+        """What the job's events report about the cluster."""
+        return {"workers": self.workers, "shards_done": self.shards_done}
