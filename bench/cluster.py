@@ -1,6 +1,6 @@
 """A job on a local Dask cluster against the same job in-process, and what more workers buy.
 
-    python bench/cluster.py [--samples 600] [--replays 20] [--record]
+    python bench/cluster.py [--samples 2000] [--replays 20] [--record]
 
 All in one run, on one database ($DATABASE_URL, else a fresh embedded PostgreSQL), with the
 iq_raw defaults (the seven stations, 50 kHz x 200 ms per receiver, features measured, no IQ
@@ -8,7 +8,8 @@ stored), where the signals are the work:
 
 1. the job in-process with the job's default threads (all cores), samples committed per second;
 2. the same job (another dataset, same seed) on a local cluster of 2 single-threaded worker
-   processes: the overhead of distribution is its rate over the in-process rate;
+   processes: the overhead of distribution is its rate over the in-process rate (two rounds
+   in opposite order, averaged);
 3. the same on 1 worker: the rate one worker adds;
 4. the database's ingest ceiling for this row shape: the job's own rows, read back with a
    binary COPY and copied again into fresh datasets (--replays times, one transaction each);
@@ -30,6 +31,7 @@ sys.path[:] = [str(Path(__file__).resolve().parent.parent)
                if Path(p or ".").resolve() == Path(__file__).resolve().parent else p for p in sys.path]
 
 from bench.results import bench_database, machine, record  # noqa: E402
+from heimdall_synth.service.engine.cluster import cluster_client  # noqa: E402
 from heimdall_synth.service.engine.loop import run_job  # noqa: E402
 from heimdall_synth.service.engine.request import GenerateRequest  # noqa: E402
 from heimdall_synth.service.storage import jobs  # noqa: E402
@@ -86,7 +88,10 @@ def ingest_ceiling(conn, url, dataset_id: str, replays: int) -> tuple[float, int
             conn.execute("INSERT INTO heimdall.synthetic_datasets (id, name, dataset_type, "
                          "seed, config) VALUES (%s, %s, 'iq_raw', 0, '{}'::jsonb)",
                          (target, f"bare-{target}"))
-            targets.append(data.replace(source.bytes, uuid.UUID(str(target)).bytes))
+            # a row's dataset_id, and its recording_session_id (the dataset id's first 8 bytes
+            # and the sample index), carry the new dataset's id
+            new = uuid.UUID(str(target)).bytes
+            targets.append(data.replace(source.bytes, new).replace(source.bytes[:8], new[:8]))
     with connect(url) as lane:
         t0 = time.perf_counter()
         for payload in targets:
@@ -98,7 +103,7 @@ def ingest_ceiling(conn, url, dataset_id: str, replays: int) -> tuple[float, int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=600)
+    ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--replays", type=int, default=20)
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
@@ -106,12 +111,29 @@ def main() -> None:
         with connect(url, autocommit=True) as admin:
             upgrade(admin)
         timed_job(conn, url, "warm-up", 5)  # compiles (the workers load the cache)
-        here, here_id, _ = timed_job(conn, url, "in-process", args.samples)
-        print(f"in-process: {here:.2f} samples/s", flush=True)
-        two, two_id, device = timed_job(conn, url, "two-workers", args.samples, workers=2)
-        print(f"{device}: {two:.2f} samples/s", flush=True)
-        one, _, _ = timed_job(conn, url, "one-worker", args.samples, workers=1)
-        print(f"one worker: {one:.2f} samples/s", flush=True)
+        # In-process and on 2 workers, in two rounds of opposite order (A B B A), compared as
+        # sums: this machine's speed drifts between runs. The clusters run and are warmed up
+        # before the timed jobs: the steady state, not their start-up.
+        here = two = 0.0
+        with cluster_client(workers=2) as client:
+            address = client.scheduler.address
+            timed_job(conn, url, "warm-up-2", 20, cluster=address)
+            for round_ in (1, 2):
+                order = ("here", "there") if round_ == 1 else ("there", "here")
+                for where in order:
+                    rate, dataset_id, device = timed_job(
+                        conn, url, f"{where}-{round_}", args.samples,
+                        **({"cluster": address} if where == "there" else {}))
+                    print(f"round {round_}, {device}: {rate:.2f} samples/s", flush=True)
+                    if where == "here":
+                        here, here_id = here + rate / 2, dataset_id
+                    else:
+                        two, two_id = two + rate / 2, dataset_id
+        with cluster_client(workers=1) as client:
+            address = client.scheduler.address
+            timed_job(conn, url, "warm-up-1", 20, cluster=address)
+            one, _, device = timed_job(conn, url, "one-worker", args.samples, cluster=address)
+            print(f"{device}: {one:.2f} samples/s", flush=True)
         assert same_rows(conn, here_id, two_id), "the cluster's rows differ from in-process"
         ceiling, copied = ingest_ceiling(conn, url, here_id, args.replays)
         print(f"ingest ceiling: {ceiling:,.0f} rows/s over {copied:,} rows", flush=True)
@@ -120,16 +142,18 @@ def main() -> None:
     projected = {n: min(n * per_worker, ceiling) for n in PROJECTED_WORKERS}
     lines = [
         f"On {machine()}; iq_raw defaults (7 stations, 50 kHz x 200 ms, features, no IQ "
-        f"stored), {args.samples:,} samples a job, local clusters of single-threaded worker "
-        "processes (the scheduler, the workers, the job and PostgreSQL share the 2 cores).", "",
+        f"stored), {args.samples:,} samples a job, running local clusters (started and warmed "
+        "up before the timed job) of single-threaded worker processes; the scheduler, the "
+        "workers, the job and PostgreSQL share the 2 cores.", "",
         "| figure | value |", "|---|---|",
-        f"| job in-process (all cores) | {here:.2f} samples/s |",
-        f"| the same job on 2 workers | {two:.2f} samples/s |",
+        f"| job in-process (all cores), mean of 2 rounds | {here:.2f} samples/s |",
+        f"| the same job on 2 workers, mean of 2 rounds | {two:.2f} samples/s |",
         f"| **overhead of distribution: 2 workers over in-process** | **{two / here:.2f}** "
         "(goal: at least 0.90) |",
         f"| the same job on 1 worker | {one:.2f} samples/s |",
         f"| per-worker rate (2 workers / 2) | {per_worker:.2f} samples/s |",
-        f"| database ingest ceiling, this row shape (bare binary COPY, {copied:,} rows) | "
+        f"| database ingest ceiling, this row shape (bare binary COPY, one connection, "
+        f"{copied:,} rows) | "
         f"{ceiling:,.0f} rows/s |",
         *(f"| projected, {n} workers | {projected[n]:,.1f} samples/s |"
           for n in PROJECTED_WORKERS),

@@ -14,8 +14,8 @@ in-process. Only the evaluation moves:
   attempt (synthesis and features; the IQ itself only when it is stored), and ships back the
   validity flags, rejection reasons and accepted rows;
 * the coordinator takes the results in shard order, so the rows it stores are exactly an
-  in-process run's. Shards evaluated past the target are dropped (at most the window in
-  flight).
+  in-process run's. Near the target it sends no shard beyond the attempts the remaining
+  samples should take; shards evaluated past the target are dropped.
 
 Workers never touch the database: they need the project installed, not the database URL. A
 worker killed mid-shard loses nothing: the scheduler runs the shard again elsewhere and the
@@ -36,8 +36,24 @@ import numpy as np
 from heimdall_synth.kernel.defaults import MODEL_VERSION
 from heimdall_synth.service.engine.pipeline import Evaluated, Producer
 
-#: Shards in flight per worker: one running, one waiting, so a worker never idles between two.
-SHARDS_PER_WORKER = 2
+#: Shards in flight per worker: one running and two waiting, so a worker never idles between
+#: two while the coordinator takes results in order (bench/cluster.py: 2 was a few % slower).
+SHARDS_PER_WORKER = 3
+#: How far past the attempts the remaining samples should take (at the running acceptance)
+#: shards are sent ahead: a margin for the acceptance's spread.
+HORIZON = 1.1
+
+
+#: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_ set, which turns off glibc's dynamic
+#: mmap threshold: every array over 128 KiB is then mapped and unmapped anew, and the signals
+#: (about a megabyte of scratch a sample) ran 1.7 times slower. Local clusters unset it;
+#: docs/CLUSTER.md says how to unset it on an existing cluster's workers.
+WORKER_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
+#: A local scheduler sends each worker its next shards ahead (Dask's default queues such
+#: tasks on the scheduler until a worker is idle, a round trip per shard).
+SATURATION = "distributed.scheduler.worker-saturation"
 
 
 class ClusterError(RuntimeError):
@@ -80,8 +96,10 @@ def cluster_client(address: str | None = None, workers: int | None = None):
         finally:
             client.close()
         return
-    with distributed.LocalCluster(n_workers=int(workers or 1), threads_per_worker=1,
-                                  processes=True, dashboard_address=":0") as local, \
+    import dask
+    with dask.config.set({WORKER_MALLOC_TRIM: None, SATURATION: "inf"}), \
+            distributed.LocalCluster(n_workers=int(workers or 1), threads_per_worker=1,
+                                     processes=True, dashboard_address=":0") as local, \
             distributed.Client(local) as client:
         yield client
 
@@ -182,10 +200,14 @@ class ClusterProducer(Producer):
 
     def fill(self) -> None:
         """Keep SHARDS_PER_WORKER shards per worker in flight, from the cursor on, within the
-        job's attempt budget."""
+        job's attempt budget and, beyond the first, within the attempts the samples still
+        needed should take (HORIZON x need / acceptance): near the target, shards that would
+        be dropped are not evaluated."""
         end = self.cursor + self.budget_left
+        horizon = self.cursor + int(HORIZON * self.need / max(self.acceptance, 0.02)) + 1
         nxt = self.inflight[-1][0] + self.inflight[-1][1] if self.inflight else self.cursor
-        while len(self.inflight) < SHARDS_PER_WORKER * max(self.workers, 1) and nxt < end:
+        while (len(self.inflight) < SHARDS_PER_WORKER * max(self.workers, 1) and nxt < end
+               and (not self.inflight or nxt < horizon)):
             count = min(self.chunk, self.batch_size, end - nxt)
             future = self.client.submit(evaluate_shard, self.spec, nxt, count, pure=False,
                                         retries=3, key=f"shard-{self.job_id}-{nxt}-{count}")
