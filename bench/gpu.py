@@ -194,10 +194,9 @@ def device_code_on_the_cpu(count: int) -> dict:
                              gpu.signal_replacements(), on_cpu=True)
     capture = x_cpu.shape[2]
     lead_in = iq.lead_in_samples(fs)
-    n, per = lead_in + capture, capture // windows
-    longest = capture - (windows - 1) * per
-    plans_i, plans_t = fft.fft_plans(sorted({n, per, longest, min(F.WELCH_SEGMENT, per),
-                                             min(F.WELCH_SEGMENT, longest)}))
+    n = lead_in + capture
+    longest, lengths = gpu.measured_lengths(capture, windows)
+    plans_i, plans_t = fft.fft_plans([n, *lengths])
     work = np.zeros(fft.work_size(plans_i), np.complex128)
     x_dev, f_dev = np.zeros_like(x_cpu), np.full_like(f_cpu, np.nan)
     scratch = np.zeros((iq.SYNTHESIS_ROWS, n), np.complex128)

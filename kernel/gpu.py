@@ -445,6 +445,17 @@ def synthesize_gpu(batch, rows, seed: int, chunks: int, sample_rate_hz: float,
     return out
 
 
+def measured_lengths(capture: int, windows: int) -> tuple[int, list[int]]:
+    """(the longest measurement window, every transform length the features of a capture
+    split into ``windows`` take): the windows (the last takes the remainder) and their
+    Welch segments."""
+    from .iq_features import WELCH_SEGMENT
+    per = capture // windows
+    longest = capture - (windows - 1) * per
+    return longest, sorted({per, longest, min(WELCH_SEGMENT, per),
+                            min(WELCH_SEGMENT, longest)})
+
+
 def measure_gpu(x, n_rx, windows: int, sample_rate_hz: float, bandwidth_hz: float,
                 threads_per_block: int = 32, memory_bytes: int = 0) -> np.ndarray:
     """``iq_features.measure`` on the CUDA target: (samples, receivers, FEATURES, AGGREGATES)."""
@@ -455,10 +466,8 @@ def measure_gpu(x, n_rx, windows: int, sample_rate_hz: float, bandwidth_hz: floa
     if not samples:
         return out
     numba_cuda = cuda_module()
-    per = n // windows
-    longest = n - (windows - 1) * per
-    lengths = {per, longest, min(F.WELCH_SEGMENT, per), min(F.WELCH_SEGMENT, longest)}
-    plans_i, plans_t = fft.fft_plans(sorted(lengths))
+    longest, lengths = measured_lengths(n, windows)
+    plans_i, plans_t = fft.fft_plans(lengths)
     work = fft.work_size(plans_i)
     per_slot = (8 * (windows * F.N_FEATURES + F.REAL_ROWS * (longest + 1))
                 + 16 * (F.COMPLEX_ROWS * (longest + 1) + work) + 8 * n + out[0, 0].nbytes)

@@ -60,6 +60,20 @@ def rows(conn, dataset_id, columns=DATA_COLUMNS, where=""):
                             (dataset_id,)).fetchall()
 
 
+def iq_row_columns() -> str:
+    """DATA_COLUMNS and every iq_* feature column: an iq_raw row's data."""
+    from heimdall_synth.kernel.defaults import IQ_FEATURE_COLUMNS
+    return DATA_COLUMNS + ", " + ", ".join(IQ_FEATURE_COLUMNS)
+
+
+def stored_captures(conn, dataset_id) -> list[tuple]:
+    """(sample_index, receiver, format, scale, md5 of the IQ bytes) of every stored capture."""
+    with conn.transaction():
+        return conn.execute(
+            "SELECT sample_index, receiver, format, scale, md5(iq) FROM heimdall.iq_captures "
+            "WHERE dataset_id = %s ORDER BY sample_index, receiver", (dataset_id,)).fetchall()
+
+
 def counts(conn, dataset_id):
     """(num_samples, COUNT(*)) read in one statement, so from one snapshot."""
     with conn.transaction():

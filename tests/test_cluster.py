@@ -16,8 +16,8 @@ import pytest
 from heimdall_synth.service.engine import cluster
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.storage import datasets, jobs
-from tests.helpers import (DATA_COLUMNS, counts, generate, row_digests, rows, run_and_die,
-                           submit)
+from tests.helpers import (counts, generate, iq_row_columns, row_digests, rows, run_and_die,
+                           stored_captures, submit)
 
 SIGNALS = {"dataset_type": "iq_raw", "iq_sample_rate_hz": 13_000, "iq_duration_ms": 10,
            "num_chunks": 2}
@@ -37,15 +37,7 @@ def scheduler():
 
 
 def iq_rows(conn, dataset_id):
-    from heimdall_synth.kernel.defaults import IQ_FEATURE_COLUMNS
-    return rows(conn, dataset_id, DATA_COLUMNS + ", " + ", ".join(IQ_FEATURE_COLUMNS))
-
-
-def captures(conn, dataset_id):
-    with conn.transaction():
-        return conn.execute("SELECT sample_index, receiver, format, scale, md5(iq) FROM "
-                            "heimdall.iq_captures WHERE dataset_id = %s ORDER BY sample_index, "
-                            "receiver", (dataset_id,)).fetchall()
+    return rows(conn, dataset_id, iq_row_columns())
 
 
 def test_rows_and_iq_equal_an_in_process_run(conn, db_url, scheduler):
@@ -61,7 +53,7 @@ def test_rows_and_iq_equal_an_in_process_run(conn, db_url, scheduler):
         batches = [e for e in events if e["type"] == "batch"]
         assert batches and batches[-1]["workers"] == 2 and batches[-1]["shards_done"] >= 1
         assert iq_rows(conn, made["dataset_id"]) == iq_rows(conn, here)
-        assert captures(conn, made["dataset_id"]) == captures(conn, here)
+        assert stored_captures(conn, made["dataset_id"]) == stored_captures(conn, here)
         assert datasets.get_dataset(conn, made["dataset_id"])["devices"] == [result.device]
 
 
@@ -73,7 +65,7 @@ def test_one_or_four_local_workers_store_the_same_rows(conn, db_url, workers):
     assert result.final_count == 30
     assert result.device.endswith(f"({workers} worker{'s' if workers > 1 else ''})")
     assert iq_rows(conn, made["dataset_id"]) == iq_rows(conn, here)
-    assert captures(conn, made["dataset_id"]) == captures(conn, here)
+    assert stored_captures(conn, made["dataset_id"]) == stored_captures(conn, here)
 
 
 @pytest.mark.parametrize("fields", TYPES)
@@ -125,7 +117,7 @@ def test_a_worker_killed_mid_shard_changes_nothing(conn, db_url, scheduler):
         client.close()
     here, _ = generate(conn, db_url, "kill-worker-here", 400, seed=12, **LONGER)
     assert iq_rows(conn, made["dataset_id"]) == iq_rows(conn, here)
-    assert captures(conn, made["dataset_id"]) == captures(conn, here)
+    assert stored_captures(conn, made["dataset_id"]) == stored_captures(conn, here)
 
 
 def test_a_killed_coordinator_leaves_nothing_partial_and_resumes_exactly(conn, db_url):
@@ -149,7 +141,7 @@ def test_a_killed_coordinator_leaves_nothing_partial_and_resumes_exactly(conn, d
     assert run_job(db_url, made["job_id"], workers=2).final_count == 300
     here, _ = generate(conn, db_url, "kill-coordinator-here", 300, seed=4, **STORED)
     assert iq_rows(conn, made["dataset_id"]) == iq_rows(conn, here)
-    assert captures(conn, made["dataset_id"]) == captures(conn, here)
+    assert stored_captures(conn, made["dataset_id"]) == stored_captures(conn, here)
 
 
 def test_a_worker_of_another_version_is_refused_before_anything_is_written(

@@ -23,11 +23,12 @@ from heimdall_synth.service.engine.request import ConflictError, NotIQError
 from heimdall_synth.service.engine.signals import sample_blocks, sample_signal
 from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.storage.capture_rows import decode_capture
-from tests.helpers import DATA_COLUMNS, counts, expand, generate, rows, run_and_die, submit
+from tests.helpers import (counts, expand, generate, iq_row_columns, rows, run_and_die,
+                           stored_captures, submit)
 
 SHORT = {"dataset_type": "iq_raw", "iq_sample_rate_hz": 25_000, "iq_duration_ms": 20}
 STORED = {**SHORT, "iq_storage": "postgres"}
-IQ_ROW_COLUMNS = DATA_COLUMNS + ", " + ", ".join(IQ_FEATURE_COLUMNS)
+IQ_ROW_COLUMNS = iq_row_columns()
 STORAGES = [pytest.param(SHORT, id="regenerate"), pytest.param(STORED, id="postgres")]
 #: SHA-256 of the served IQ (complex64) of the first 3 samples of an iq_raw dataset of seed 2026
 #: with SHORT's capture: a change to the signals, their storage or their reading changes it
@@ -42,13 +43,6 @@ def dataset_iq(conn, dataset_id) -> np.ndarray:
     """Every sample's IQ as a reader gets it, (samples, slots, capture)."""
     ds = datasets.get_dataset(conn, dataset_id, with_count=False)
     return np.concatenate([block for _, block, _ in sample_blocks(conn, ds, block=64)])
-
-
-def stored_captures(conn, dataset_id) -> list[tuple]:
-    with conn.transaction():
-        return conn.execute(
-            "SELECT sample_index, receiver, format, scale, md5(iq) FROM heimdall.iq_captures "
-            "WHERE dataset_id = %s ORDER BY sample_index, receiver", (dataset_id,)).fetchall()
 
 
 def digest(x: np.ndarray) -> str:

@@ -27,6 +27,7 @@ project version differs from the coordinator's is refused before any of its resu
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections import deque
 from importlib import metadata
@@ -34,7 +35,7 @@ from importlib import metadata
 import numpy as np
 
 from heimdall_synth.kernel.defaults import MODEL_VERSION
-from heimdall_synth.service.engine.pipeline import Evaluated, Producer
+from heimdall_synth.service.engine.pipeline import Evaluated, Producer, measure_signals
 
 #: Shards in flight per worker: one running and two waiting, so a worker never idles between
 #: two while the coordinator takes results in order (bench/cluster.py: 2 was a few % slower).
@@ -60,8 +61,9 @@ class ClusterError(RuntimeError):
     """The cluster cannot run the job (no workers, a refused worker, no distributed)."""
 
 
+@functools.cache
 def versions() -> dict:
-    """What a worker and its coordinator must agree on."""
+    """What a worker and its coordinator must agree on (read once per process)."""
     try:
         project = metadata.version("heimdall-synth")
     except metadata.PackageNotFoundError:
@@ -134,13 +136,7 @@ def evaluate_shard(spec: dict, start: int, count: int) -> dict:
            "rows": {k: getattr(batch, k)[accepted] for k in batch.ARRAYS},
            "features": None, "iq": None, "versions": mine}
     if cfg.is_iq and len(accepted):
-        from heimdall_synth.kernel import iq, iq_features
-        x = iq.synthesize(batch, accepted, spec["seed"], cfg.num_chunks, cfg.iq_sample_rate_hz,
-                          cfg.iq_duration_ms, cfg.bandwidth_hz, cfg.noise_floor_dbm,
-                          fading=cfg.enable_fading, threads=1)
-        out["features"] = iq_features.measure(x, batch.n_receivers[accepted], cfg.num_chunks,
-                                              cfg.iq_sample_rate_hz, cfg.bandwidth_hz,
-                                              threads=1)
+        x, out["features"] = measure_signals(cfg, spec["seed"], batch, accepted, threads=1)
         if cfg.iq_storage == "postgres":
             out["iq"] = x
     return out
@@ -164,19 +160,19 @@ def check_workers(client) -> int:
 class ClusterProducer(Producer):
     """The producer, with its attempts evaluated on a Dask cluster (module docstring)."""
 
-    def __init__(self, *args, client, **kwargs):
+    def __init__(self, *args, client, workers: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.client = client
+        self.workers = workers  # connected, their versions checked (check_workers)
+        self.expected = versions()
         self.inflight: deque = deque()  # (start, count, future), in attempt order
         self.spec = None
         self.shards_done = 0
-        self.workers = 0
 
     def start(self) -> None:
-        """Check the workers and send them the job (once, before the first shard)."""
-        self.workers = check_workers(self.client)
+        """Send the workers the job (once, before the first shard)."""
         spec = {"config": self.cfg.to_dict(), "seed": self.seed, "terrain": self.terrain,
-                "versions": versions(),
+                "versions": self.expected,
                 "key": f"{self.job_id}:{self.seed}:{self.cfg.to_json()}"}
         self.spec = self.client.scatter(spec, broadcast=True)
 
@@ -190,9 +186,9 @@ class ClusterProducer(Producer):
         result = future.result()
         self.fill()
         self.shards_done += 1
-        if result["versions"] != versions():  # a worker that joined after the check
+        if result["versions"] != self.expected:  # a worker that joined after the check
             raise ClusterError(f"a worker runs {result['versions']}, the coordinator "
-                               f"{versions()}")
+                               f"{self.expected}")
         from heimdall_synth.kernel.batch import AttemptBatch
         return Evaluated(result["valid"], result["reject_reason"],
                          AttemptBatch(**result["rows"]), accepted_only=True,

@@ -68,37 +68,33 @@ def _gpu_for(use_gpu, cfg) -> dict | None:
 
 
 def _job_cluster(stack, cluster: str | None, workers: int | None):
-    """The Dask client a job evaluates its attempts on (kept open by ``stack``), None for
-    in-process, or the JobError saying why there is none (no distributed, no scheduler)."""
+    """(the Dask client a job evaluates its attempts on, kept open by ``stack``, or None for
+    in-process; the JobError saying why there is none: no distributed, no scheduler)."""
     if not (cluster or workers):
-        return None
+        return None, None
     from heimdall_synth.service.engine.cluster import cluster_client
     try:
-        return stack.enter_context(cluster_client(cluster, workers))
+        return stack.enter_context(cluster_client(cluster, workers)), None
     except Exception as exc:  # noqa: BLE001 - ImportError, OSError, timeouts: the job says it
         where = f"the Dask scheduler at {cluster}" if cluster else "a local Dask cluster"
-        return JobError(f"{where} could not be used: {exc}")
+        return None, JobError(f"{where} could not be used: {exc}")
 
 
-def _cluster_device(client, use_gpu) -> tuple[str, JobError | None]:
-    """The job's device on a Dask cluster, and the error that fails the job (a refused
-    worker, use_gpu true: the workers run the kernel on their CPUs)."""
-    from heimdall_synth.service.engine.cluster import ClusterError, check_workers
+def _on_cluster(client, use_gpu):
+    """(the job's device on a Dask cluster, its producer class, the error that fails the job:
+    a refused worker, or use_gpu true, since the workers run the kernel on their CPUs)."""
+    from heimdall_synth.service.engine.cluster import ClusterError, ClusterProducer, check_workers
     address = client.scheduler.address
     try:
         workers = check_workers(client)
     except ClusterError as exc:
-        return f"dask: {address}", JobError(str(exc))
+        return f"dask: {address}", None, JobError(str(exc))
     device = f"dask: {address} ({workers} worker{'' if workers == 1 else 's'})"
+    made_by = functools.partial(ClusterProducer, client=client, workers=workers)
     if use_gpu is True:
-        return device, JobError("use_gpu is true, and a job on a Dask cluster runs on its "
-                                "workers' CPUs; send null or false")
-    return device, None
-
-
-def _cluster_producer(client):
-    from heimdall_synth.service.engine.cluster import ClusterProducer
-    return functools.partial(ClusterProducer, client=client)
+        return device, made_by, JobError("use_gpu is true, and a job on a Dask cluster runs "
+                                         "on its workers' CPUs; send null or false")
+    return device, made_by, None
 
 
 class _Events:
@@ -163,7 +159,7 @@ def run_job(url: str, job_id, *, threads: int | None = None,
                     return _finish_unstarted(conn, job, t0, emit, cancel)
                 time.sleep(QUEUE_POLL_S)
         return _run_locked(url, conn, lock_conn.info.backend_pid, job_id, threads, cancel,
-                           emit, t0, _job_cluster(stack, cluster, workers))
+                           emit, t0, *_job_cluster(stack, cluster, workers))
 
 
 def _event_reason(cancel) -> str:
@@ -241,7 +237,7 @@ def _committed_rejections(conn, job_id, fallback: dict) -> dict:
 
 
 def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0,
-                client=None) -> JobResult:
+                client=None, cluster_error=None) -> JobResult:
     job = _load_job(conn, job_id)
     if job["status"] == "cancelled" or job["cancel_requested"] or cancel.is_set():
         return _finish_unstarted(conn, job, t0, emit, cancel)
@@ -254,11 +250,13 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0,
     except JobError as exc:
         gpu, gpu_error = None, exc
     device = _device(threads, gpu)
-    if client is not None:  # the attempts run on the cluster's workers (their CPUs)
-        if isinstance(client, JobError):  # no cluster to run on: the job fails saying why
-            gpu, device, gpu_error, client = None, "dask (unreachable)", client, None
-        else:
-            gpu, device, gpu_error = None, *_cluster_device(client, options.get("use_gpu"))
+    made_by = Producer
+    if cluster_error is not None:  # no cluster to run on: the job fails saying why
+        gpu, device, gpu_error = None, "dask (unreachable)", cluster_error
+    elif client is not None:  # the attempts run on the cluster's workers (their CPUs)
+        gpu = None
+        device, made_by, gpu_error = _on_cluster(client, options.get("use_gpu"))
+        made_by = made_by or Producer  # a refused cluster: the job fails before producing
     with conn.transaction():
         ds = conn.execute(
             "SELECT num_samples, next_attempt_index, quality_metrics FROM "
@@ -289,7 +287,6 @@ def _run_locked(url, conn, lock_pid, job_id, threads, cancel, emit, t0,
           "requested": requested, "samples_offset": offset, "committed_count": num_samples,
           "device": device})
 
-    made_by = Producer if client is None else _cluster_producer(client)
     producer = made_by(cfg, seed, threads, dataset_id, uuid.UUID(job_id), cfg.frequency_mhz * 1e6,
                        batch_size, cursor, max_attempts - attempted, requested - generated,
                        int(job["consecutive_rejections"]), max_run, offset + generated,

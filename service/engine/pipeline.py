@@ -225,29 +225,30 @@ class Producer:
             x = chunk.iq[rows] if chunk.iq is not None else None
             features = chunk.features[rows]
         else:
-            x, features = self.measure(chunk.batch, rows)
+            x, features = measure_signals(cfg, self.seed, chunk.batch, rows, self.threads,
+                                          self.gpu)
         rows_out = None
         if cfg.iq_storage == "postgres":
             rows_out = pack_capture_rows(x, chunk.batch.n_receivers[rows], self.dataset_id,
                                          self.next_sample, cfg.iq_format)
         return features, rows_out
 
-    def measure(self, batch, rows):
-        """The IQ of the accepted attempts ``rows`` of ``batch`` and its features."""
-        from heimdall_synth.kernel import iq, iq_features
-        cfg = self.cfg
-        signal = (cfg.num_chunks, cfg.iq_sample_rate_hz, cfg.iq_duration_ms, cfg.bandwidth_hz,
-                  cfg.noise_floor_dbm)
-        n_rx = batch.n_receivers[rows]
-        windows, rate, bandwidth = cfg.num_chunks, cfg.iq_sample_rate_hz, cfg.bandwidth_hz
-        if self.gpu is None:
-            x = iq.synthesize(batch, rows, self.seed, *signal, fading=cfg.enable_fading,
-                              threads=self.threads)
-            return x, iq_features.measure(x, n_rx, windows, rate, bandwidth,
-                                          threads=self.threads)
-        from heimdall_synth.kernel.gpu import measure_gpu, synthesize_gpu
-        x = synthesize_gpu(batch, rows, self.seed, *signal, fading=cfg.enable_fading)
-        return x, measure_gpu(x, n_rx, windows, rate, bandwidth)
+
+def measure_signals(cfg, seed: int, batch, rows, threads: int | None = None, gpu=None):
+    """iq_raw: the IQ of the accepted attempts ``rows`` of ``batch`` and the features
+    measured from it, on the CPU (``threads``) or the CUDA device (``gpu``): the producer's
+    work, and a cluster worker's (service.engine.cluster)."""
+    from heimdall_synth.kernel import iq, iq_features
+    signal = (cfg.num_chunks, cfg.iq_sample_rate_hz, cfg.iq_duration_ms, cfg.bandwidth_hz,
+              cfg.noise_floor_dbm)
+    n_rx = batch.n_receivers[rows]
+    windows, rate, bandwidth = cfg.num_chunks, cfg.iq_sample_rate_hz, cfg.bandwidth_hz
+    if gpu is None:
+        x = iq.synthesize(batch, rows, seed, *signal, fading=cfg.enable_fading, threads=threads)
+        return x, iq_features.measure(x, n_rx, windows, rate, bandwidth, threads=threads)
+    from heimdall_synth.kernel.gpu import measure_gpu, synthesize_gpu
+    x = synthesize_gpu(batch, rows, seed, *signal, fading=cfg.enable_fading)
+    return x, measure_gpu(x, n_rx, windows, rate, bandwidth)
 
 
 @dataclass
