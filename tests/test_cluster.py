@@ -17,7 +17,7 @@ from heimdall_synth.service.engine import cluster
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.storage import datasets, jobs
 from tests.helpers import (counts, generate, iq_row_columns, row_digests, rows, run_and_die,
-                           stored_captures, submit)
+                           stored_captures, submit, wait_for_locks_released)
 
 SIGNALS = {"dataset_type": "iq_raw", "iq_sample_rate_hz": 13_000, "iq_duration_ms": 10,
            "num_chunks": 2}
@@ -91,31 +91,42 @@ def test_the_operators_sessions_through_the_cluster(conn, db_url, scheduler, fie
     assert iq_rows(conn, there) == iq_rows(conn, here)
 
 
-def test_a_worker_killed_mid_shard_changes_nothing(conn, db_url, scheduler):
-    """SIGKILL a worker process while it holds shards of the job: the scheduler runs them
-    again elsewhere and the dataset ends exactly as without the kill."""
+@pytest.mark.parametrize("victims", ["one", "all"])
+def test_a_worker_killed_mid_shard_changes_nothing(conn, db_url, scheduler, victims, caplog):
+    """SIGKILL a worker process while it holds shards of the job (or every worker: the job's
+    inputs, scattered to the workers, die with them; Dask keeps one copy of them, so one dead
+    worker can take them too): the shards run again, the inputs sent again when lost, and
+    the dataset ends exactly as without the kill."""
     client = distributed.Client(scheduler)
     try:
         pids = client.run(os.getpid)  # worker address -> pid
-        made = submit(conn, name="kill-worker", num_samples=400, seed=12, batch_size=32,
+        made = submit(conn, name=f"kill-{victims}", num_samples=400, seed=12, batch_size=32,
                       **LONGER)
-        lost = []
+        lost, killed = [], set()
 
         def on_event(event):
             if event["type"] == "batch" and not lost:  # until a worker holds shards
                 for address, keys in client.processing().items():
                     shards = [k for k in keys if str(k).startswith("shard-")]
                     if shards:  # a worker in the middle of the job's shards
-                        os.kill(pids[address], signal.SIGKILL)
+                        for victim in (pids if victims == "all" else [address]):
+                            os.kill(pids[victim], signal.SIGKILL)
+                            killed.add(pids[victim])
                         lost.extend(shards)
                         return
 
         result = run_job(db_url, made["job_id"], cluster=scheduler, on_event=on_event)
         assert lost and result.final_count == 400
-        client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+        if victims == "all":  # no copy of the inputs was left: they were sent again
+            assert "the cluster lost its inputs" in caplog.text
+        deadline = time.monotonic() + 60  # the nannies restart them for the next tests
+        while killed & set(client.run(os.getpid).values()) or \
+                len(client.scheduler_info()["workers"]) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
     finally:
         client.close()
-    here, _ = generate(conn, db_url, "kill-worker-here", 400, seed=12, **LONGER)
+    here, _ = generate(conn, db_url, f"kill-{victims}-here", 400, seed=12, **LONGER)
     assert iq_rows(conn, made["dataset_id"]) == iq_rows(conn, here)
     assert stored_captures(conn, made["dataset_id"]) == stored_captures(conn, here)
 
@@ -131,11 +142,8 @@ def test_a_killed_coordinator_leaves_nothing_partial_and_resumes_exactly(conn, d
     meta, actual = counts(conn, made["dataset_id"])
     assert meta == actual > 0
     assert datasets.validate_dataset(conn, made["dataset_id"])["ok"]  # captures too
-    deadline, marked = time.monotonic() + 30, []
-    while not marked and time.monotonic() < deadline:  # its backends exit asynchronously
-        marked = jobs.recover_interrupted(conn)
-        time.sleep(0.05)
-    assert marked == [made["job_id"]]
+    wait_for_locks_released(db_url)
+    assert jobs.recover_interrupted(conn) == [made["job_id"]]
     assert jobs.get_job(conn, made["job_id"])["status"] == "interrupted"
     jobs.prepare_resume(conn, made["job_id"])
     assert run_job(db_url, made["job_id"], workers=2).final_count == 300

@@ -31,7 +31,7 @@ from heimdall_synth.kernel.defaults import IQ_FEATURE_COLUMNS
 from heimdall_synth.service.export import columns as export_columns
 from heimdall_synth.service.export import reader as export_reader
 from heimdall_synth.service.export import writers as export
-from heimdall_synth.service.storage import datasets as dataset_store, jobs
+from heimdall_synth.service.storage import datasets as dataset_store
 from heimdall_synth.service.engine.request import ConflictError, NotFoundError
 from tests.helpers import ROOT, cli_json, expand, generate, url_counts
 

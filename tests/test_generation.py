@@ -21,7 +21,8 @@ from heimdall_synth.service.engine.stops import progress_text
 from heimdall_synth.service.storage.copy_rows import copy_batch
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.engine.request import ConflictError, GenerateRequest, NotFoundError
-from tests.helpers import counts, expand, generate, rows, run_and_die, submit, table_sizes
+from tests.helpers import (counts, expand, generate, rows, run_and_die, submit, table_sizes,
+                           wait_for_locks_released)
 
 STRICT = {"min_snr_db": 30.0, "min_receivers": 7, "max_gdop": 10.0}
 
@@ -136,6 +137,7 @@ def test_killed_between_batches_then_resumed(conn, db_url):
     meta, actual = counts(conn, created["dataset_id"])
     assert meta == actual > 0
     assert jobs.get_job(conn, created["job_id"])["status"] == "running"
+    wait_for_locks_released(db_url)
     assert jobs.recover_interrupted(conn) == [created["job_id"]]
     assert jobs.get_job(conn, created["job_id"])["status"] == "interrupted"
     committed = rows(conn, created["dataset_id"], "*")

@@ -24,7 +24,7 @@ from heimdall_synth.service.engine.signals import sample_blocks, sample_signal
 from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.storage.capture_rows import decode_capture
 from tests.helpers import (counts, expand, generate, iq_row_columns, rows, run_and_die,
-                           stored_captures, submit)
+                           stored_captures, submit, wait_for_locks_released)
 
 SHORT = {"dataset_type": "iq_raw", "iq_sample_rate_hz": 25_000, "iq_duration_ms": 20}
 STORED = {**SHORT, "iq_storage": "postgres"}
@@ -204,6 +204,7 @@ def test_killed_then_resumed_gives_the_same_samples_and_iq(conn, db_url):
     meta, actual = counts(conn, created["dataset_id"])
     assert meta == actual > 0
     assert datasets.validate_dataset(conn, created["dataset_id"])["ok"]  # captures too
+    wait_for_locks_released(db_url)
     assert jobs.recover_interrupted(conn) == [created["job_id"]]
     jobs.prepare_resume(conn, created["job_id"])
     assert run_job(db_url, created["job_id"]).final_count == 600

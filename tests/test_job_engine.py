@@ -26,7 +26,7 @@ from heimdall_synth.service.engine.request import ConflictError, GenerateRequest
 from heimdall_synth.service.http.serialize import job_json
 from heimdall_synth.service.storage import datasets, ids, jobs, locks
 from heimdall_synth.service.storage.database import stop_server
-from tests.helpers import submit
+from tests.helpers import submit, wait_for_locks_released
 from tests.http_client import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -418,11 +418,8 @@ def test_jobs_waiting_in_a_killed_runner_are_recovered_interrupted(conn, db_url)
             child.kill()
     listed = {j["id"]: j for j in jobs.list_jobs(conn)}
     assert sorted(j["status"] for j in listed.values()) == ["pending", "pending", "running"]
-    marked, deadline = [], time.monotonic() + 30  # the dead process's backends exit, async
-    while len(marked) < 3 and time.monotonic() < deadline:
-        marked += jobs.recover_interrupted(conn)
-        time.sleep(0.05)
-    assert sorted(marked) == sorted(str(i) for i in listed)
+    wait_for_locks_released(db_url)
+    assert sorted(jobs.recover_interrupted(conn)) == sorted(str(i) for i in listed)
     assert {j["status"] for j in jobs.list_jobs(conn)} == {"interrupted"}
     by_size = {j["requested"]: str(j["id"]) for j in listed.values()}
     big, small = by_size[5_000_000], [str(j["id"]) for j in listed.values()

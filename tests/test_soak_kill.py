@@ -22,7 +22,8 @@ import pytest
 
 from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.engine.loop import run_job
-from tests.helpers import DATA_COLUMNS, counts, generate, publish_soak_figures, submit
+from tests.helpers import (DATA_COLUMNS, counts, generate, publish_soak_figures, submit,
+                           wait_for_locks_released)
 
 
 def _run(url, job_id):
@@ -97,6 +98,7 @@ def soak(conn, url, samples: int, kills: int, seed: int = 5,
             if status == "completed":
                 break
             if status == "running":
+                wait_for_locks_released(url)  # the killed process's backends exit, async
                 assert jobs.recover_interrupted(conn) == [job_id]
                 assert jobs.get_job(conn, job_id)["status"] == "interrupted"
             jobs.prepare_resume(conn, job_id)

@@ -19,17 +19,21 @@ in-process. Only the evaluation moves:
 
 Workers never touch the database: they need the project installed, not the database URL. A
 worker killed mid-shard loses nothing: the scheduler runs the shard again elsewhere and the
-result is the same. A coordinator killed mid-job leaves its last committed batch and nothing
-after it, and the job is resumed like any interrupted job. A worker whose model version or
-project version differs from the coordinator's is refused before any of its results is used.
+result is the same; when the job's inputs died with their workers, the coordinator sends them
+and the waiting shards again. A coordinator killed mid-job leaves its last committed batch and
+nothing after it, and the job is resumed like any interrupted job. A worker whose model
+version or project version differs from the coordinator's is refused before any of its
+results is used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 from collections import deque
+from concurrent.futures import CancelledError
 from importlib import metadata
 
 import numpy as np
@@ -37,12 +41,21 @@ import numpy as np
 from heimdall_synth.kernel.defaults import MODEL_VERSION
 from heimdall_synth.service.engine.pipeline import Evaluated, Producer, measure_signals
 
+log = logging.getLogger("heimdall.generation")
+
 #: Shards in flight per worker: one running and two waiting, so a worker never idles between
 #: two while the coordinator takes results in order (bench/cluster.py: 2 was a few % slower).
 SHARDS_PER_WORKER = 3
 #: How far past the attempts the remaining samples should take (at the running acceptance)
 #: shards are sent ahead: a margin for the acceptance's spread.
 HORIZON = 1.1
+
+
+#: Times in a row the coordinator sends the job's inputs again after the cluster lost them,
+#: before the job fails saying so. Dask keeps one copy of scattered data (its active memory
+#: manager drops the broadcast's extra replicas), so a worker killed while it held that copy
+#: takes the inputs with it, and every shard waiting on them is cancelled.
+RESENDS = 3
 
 
 #: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_ set, which turns off glibc's dynamic
@@ -168,22 +181,22 @@ class ClusterProducer(Producer):
         self.inflight: deque = deque()  # (start, count, future), in attempt order
         self.spec = None
         self.shards_done = 0
+        self.round = 0  # shards sent again get new keys: a cancelled key may linger a while
 
     def start(self) -> None:
         """Send the workers the job (once, before the first shard)."""
         spec = {"config": self.cfg.to_dict(), "seed": self.seed, "terrain": self.terrain,
                 "versions": self.expected,
                 "key": f"{self.job_id}:{self.seed}:{self.cfg.to_json()}"}
-        self.spec = self.client.scatter(spec, broadcast=True)
+        # hash=False: new keys each time, so inputs sent again never meet their lost copies
+        self.spec = self.client.scatter(spec, broadcast=True, hash=False)
 
     def evaluate(self, n: int) -> Evaluated:
         if self.spec is None:
             self.start()
         if self.inflight and self.inflight[0][0] != self.cursor:
             self.drop()  # the cursor moved otherwise than shard by shard: start again there
-        self.fill()
-        start, count, future = self.inflight.popleft()
-        result = future.result()
+        result = self.result_of_first()
         self.fill()
         self.shards_done += 1
         if result["versions"] != self.expected:  # a worker that joined after the check
@@ -193,6 +206,30 @@ class ClusterProducer(Producer):
         return Evaluated(result["valid"], result["reject_reason"],
                          AttemptBatch(**result["rows"]), accepted_only=True,
                          features=result["features"], iq=result["iq"])
+
+    def result_of_first(self) -> dict:
+        """The first shard in flight, evaluated (taken off the queue). When the cluster lost
+        the job's inputs (the workers that held them died), the shards waiting on them are
+        cancelled: send the inputs again and the shards from the first on (they are pure
+        functions of their attempt range), at most RESENDS times in a row."""
+        resent = 0
+        while True:
+            self.fill()
+            try:
+                result = self.inflight[0][2].result()
+            except CancelledError as exc:
+                resent += 1
+                if resent > RESENDS:
+                    raise ClusterError(f"the cluster lost the job's inputs {resent} times in "
+                                       f"a row (its workers died): {exc}") from exc
+                log.warning("job %s: the cluster lost its inputs (the workers that held them "
+                            "died): sending them again with the shards from attempt %d on",
+                            self.job_id, self.inflight[0][0])
+                self.drop()
+                self.start()
+                continue
+            self.inflight.popleft()
+            return result
 
     def fill(self) -> None:
         """Keep SHARDS_PER_WORKER shards per worker in flight, from the cursor on, within the
@@ -205,8 +242,9 @@ class ClusterProducer(Producer):
         while (len(self.inflight) < SHARDS_PER_WORKER * max(self.workers, 1) and nxt < end
                and (not self.inflight or nxt < horizon)):
             count = min(self.chunk, self.batch_size, end - nxt)
+            key = f"shard-{self.job_id}-{self.round}-{nxt}-{count}"
             future = self.client.submit(evaluate_shard, self.spec, nxt, count, pure=False,
-                                        retries=3, key=f"shard-{self.job_id}-{nxt}-{count}")
+                                        retries=3, key=key)
             self.inflight.append((nxt, count, future))
             nxt += count
 
@@ -214,6 +252,7 @@ class ClusterProducer(Producer):
         """Cancel the shards in flight (the job is done with them)."""
         futures = [f for _, _, f in self.inflight]
         self.inflight.clear()
+        self.round += 1
         if futures:
             self.client.cancel(futures)
 
