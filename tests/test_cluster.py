@@ -180,6 +180,7 @@ def test_the_cli_and_the_service_run_jobs_on_a_cluster(db_url, scheduler, tmp_pa
     nowhere = cli(db_url, "--json", "generate", "--name", "cli-nowhere", "--num-samples", 5,
                   "--cluster", "tcp://127.0.0.1:9", timeout=300)
     assert nowhere.returncode == 1 and "tcp://127.0.0.1:9" in nowhere.stderr
+    assert "connection refused" in nowhere.stderr  # at once, not after the client's timeout
     bad = cli(db_url, "generate", "--name", "cli-bad", "--num-samples", 5, "--workers", "0")
     assert bad.returncode == 2 and "workers" in bad.stderr
     server = ServerProcess(db_url, tmp_path / "server.log",

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import socket
 import threading
 from collections import deque
 from concurrent.futures import CancelledError
@@ -105,6 +106,7 @@ def cluster_client(address: str | None = None, workers: int | None = None):
     single-threaded worker processes (started here and stopped on exit)."""
     distributed = distributed_module()
     if address:
+        refuse_early(address)
         client = distributed.Client(address, timeout="10s")
         try:
             yield client
@@ -117,6 +119,24 @@ def cluster_client(address: str | None = None, workers: int | None = None):
                                      processes=True, dashboard_address=":0") as local, \
             distributed.Client(local) as client:
         yield client
+
+
+def refuse_early(address: str) -> None:
+    """ConnectionRefusedError at once when nothing listens at a tcp:// scheduler address (Dask's
+    client retries a refused connection until its 10 s timeout); other addresses and other
+    errors are left to the client."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    scheme, location = parse_address(address)
+    if scheme != "tcp":
+        return
+    try:
+        with socket.create_connection(parse_host_port(location), timeout=5):
+            pass
+    except ConnectionRefusedError:
+        raise ConnectionRefusedError(f"nothing listens at {address} (connection refused)") \
+            from None
+    except OSError:
+        pass  # unresolved or slow: the client says so, after its timeout
 
 
 # ---------------------------------------------------------------------------- on a worker
