@@ -204,7 +204,8 @@ class ClusterProducer(Producer):
         self.round = 0  # shards sent again get new keys: a cancelled key may linger a while
 
     def start(self) -> None:
-        """Send the workers the job (once, before the first shard)."""
+        """Send the workers the job's inputs: before the first shard, and again when the
+        cluster lost them (result_of_first)."""
         spec = {"config": self.cfg.to_dict(), "seed": self.seed, "terrain": self.terrain,
                 "versions": self.expected,
                 "key": f"{self.job_id}:{self.seed}:{self.cfg.to_json()}"}
