@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -167,6 +168,24 @@ def run_and_die(url, job_id, die_after, **options):
         if event["type"] == "batch" and event["batch"] == die_after:
             os.kill(os.getpid(), signal.SIGKILL)
     run_job(url, job_id, on_event=on_event, **options)
+
+
+def killed_after(conn, url, created, die_after, timeout=120, **options) -> None:
+    """Run the job ``created`` in a spawned process that SIGKILLs itself after ``die_after``
+    commits (run_and_die), then check what it left (contract C5): the committed counts agree,
+    the job still says 'running', and the recovery marks it 'interrupted' once the dead
+    process's backends have exited (PostgreSQL drops its owner lock a moment after the kill)."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=run_and_die, args=(url, created["job_id"], die_after), kwargs=options)
+    child.start()
+    child.join(timeout)
+    assert child.exitcode == -signal.SIGKILL
+    meta, actual = counts(conn, created["dataset_id"])
+    assert meta == actual > 0
+    assert jobs.get_job(conn, created["job_id"])["status"] == "running"
+    wait_for_locks_released(url)
+    assert jobs.recover_interrupted(conn) == [created["job_id"]]
+    assert jobs.get_job(conn, created["job_id"])["status"] == "interrupted"
 
 
 # ---- the command line in a subprocess --------------------------------------------------------

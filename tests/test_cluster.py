@@ -5,7 +5,6 @@ version is refused before anything is written."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import time
@@ -16,8 +15,8 @@ import pytest
 from heimdall_synth.service.engine import cluster
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.storage import datasets, jobs
-from tests.helpers import (counts, generate, iq_row_columns, row_digests, rows, run_and_die,
-                           stored_captures, submit, wait_for_locks_released)
+from tests.helpers import (counts, generate, iq_row_columns, killed_after, row_digests,
+                           rows, stored_captures, submit)
 
 SIGNALS = {"dataset_type": "iq_raw", "iq_sample_rate_hz": 13_000, "iq_duration_ms": 10,
            "num_chunks": 2}
@@ -134,17 +133,8 @@ def test_a_worker_killed_mid_shard_changes_nothing(conn, db_url, scheduler, vict
 def test_a_killed_coordinator_leaves_nothing_partial_and_resumes_exactly(conn, db_url):
     made = submit(conn, name="kill-coordinator", num_samples=300, seed=4, batch_size=64,
                   **STORED)
-    child = multiprocessing.get_context("spawn").Process(
-        target=run_and_die, args=(db_url, made["job_id"], 2), kwargs={"workers": 2})
-    child.start()
-    child.join(180)
-    assert child.exitcode == -signal.SIGKILL
-    meta, actual = counts(conn, made["dataset_id"])
-    assert meta == actual > 0
+    killed_after(conn, db_url, made, 2, timeout=180, workers=2)
     assert datasets.validate_dataset(conn, made["dataset_id"])["ok"]  # captures too
-    wait_for_locks_released(db_url)
-    assert jobs.recover_interrupted(conn) == [made["job_id"]]
-    assert jobs.get_job(conn, made["job_id"])["status"] == "interrupted"
     jobs.prepare_resume(conn, made["job_id"])
     assert run_job(db_url, made["job_id"], workers=2).final_count == 300
     here, _ = generate(conn, db_url, "kill-coordinator-here", 300, seed=4, **STORED)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import signal
 import threading
 import time
 
@@ -21,8 +19,7 @@ from heimdall_synth.service.engine.stops import progress_text
 from heimdall_synth.service.storage.copy_rows import copy_batch
 from heimdall_synth.service.engine.loop import JobError, run_job
 from heimdall_synth.service.engine.request import ConflictError, GenerateRequest, NotFoundError
-from tests.helpers import (counts, expand, generate, rows, run_and_die, submit, table_sizes,
-                           wait_for_locks_released)
+from tests.helpers import counts, expand, generate, killed_after, rows, submit, table_sizes
 
 STRICT = {"min_snr_db": 30.0, "min_receivers": 7, "max_gdop": 10.0}
 
@@ -129,17 +126,7 @@ def test_counts_agree_at_every_commit_seen_from_another_connection(conn, db_url)
 
 def test_killed_between_batches_then_resumed(conn, db_url):
     created = submit(conn, name="killed", num_samples=6000, seed=9, batch_size=1000)
-    child = multiprocessing.get_context("spawn").Process(
-        target=run_and_die, args=(db_url, created["job_id"], 3))
-    child.start()
-    child.join(120)
-    assert child.exitcode == -signal.SIGKILL
-    meta, actual = counts(conn, created["dataset_id"])
-    assert meta == actual > 0
-    assert jobs.get_job(conn, created["job_id"])["status"] == "running"
-    wait_for_locks_released(db_url)
-    assert jobs.recover_interrupted(conn) == [created["job_id"]]
-    assert jobs.get_job(conn, created["job_id"])["status"] == "interrupted"
+    killed_after(conn, db_url, created, 3)
     committed = rows(conn, created["dataset_id"], "*")
     jobs.prepare_resume(conn, created["job_id"])
     result = run_job(db_url, created["job_id"])

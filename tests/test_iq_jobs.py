@@ -9,8 +9,6 @@ operators' test and by bench/iq.py.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import signal
 import threading
 
 import numpy as np
@@ -23,8 +21,8 @@ from heimdall_synth.service.engine.request import ConflictError, NotIQError
 from heimdall_synth.service.engine.signals import sample_blocks, sample_signal
 from heimdall_synth.service.storage import datasets, jobs
 from heimdall_synth.service.storage.capture_rows import decode_capture
-from tests.helpers import (counts, expand, generate, iq_row_columns, rows, run_and_die,
-                           stored_captures, submit, wait_for_locks_released)
+from tests.helpers import (counts, expand, generate, iq_row_columns, killed_after, rows,
+                           stored_captures, submit)
 
 SHORT = {"dataset_type": "iq_raw", "iq_sample_rate_hz": 25_000, "iq_duration_ms": 20}
 STORED = {**SHORT, "iq_storage": "postgres"}
@@ -196,16 +194,8 @@ def test_an_expansion_cannot_change_the_type_or_the_captures_shape(conn, db_url)
 
 def test_killed_then_resumed_gives_the_same_samples_and_iq(conn, db_url):
     created = submit(conn, name="killed", num_samples=600, seed=9, batch_size=100, **STORED)
-    child = multiprocessing.get_context("spawn").Process(
-        target=run_and_die, args=(db_url, created["job_id"], 2))
-    child.start()
-    child.join(120)
-    assert child.exitcode == -signal.SIGKILL
-    meta, actual = counts(conn, created["dataset_id"])
-    assert meta == actual > 0
+    killed_after(conn, db_url, created, 2)
     assert datasets.validate_dataset(conn, created["dataset_id"])["ok"]  # captures too
-    wait_for_locks_released(db_url)
-    assert jobs.recover_interrupted(conn) == [created["job_id"]]
     jobs.prepare_resume(conn, created["job_id"])
     assert run_job(db_url, created["job_id"]).final_count == 600
     straight, _ = generate(conn, db_url, "straight", 600, seed=9, **STORED)
